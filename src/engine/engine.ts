@@ -1,0 +1,529 @@
+import { randomUUID } from 'node:crypto';
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import { TidemarkError, alreadyExists, classifyError, invalidArgument, notFound } from '../util/errors.js';
+import { fsyncDir } from '../util/files.js';
+import { silentLogger, type Logger } from '../util/log.js';
+import { isPowerOfTwo } from '../util/sizes.js';
+import { intersect, normalize, type Extent } from './extents.js';
+import { checkName } from './names.js';
+import { baseSequence, earliestRecoverable, expiredError, findBase, replayInto, restoreFromSnapshot, rewindInPlace, type Base } from './restore.js';
+import { enforceRetentionLocked, type RetentionOutcome } from './retention.js';
+import { lockStore } from './store-lock.js';
+import type {
+  MarkerInfo,
+  RestoreProgress,
+  RestoreRequest,
+  RestoreResult,
+  RetentionPolicy,
+  SnapshotInfo,
+  VolumeInfo,
+  VolumeOptions,
+  WriteOptions,
+} from './types.js';
+import { DEFAULT_BLOCK_SIZE, DEFAULT_GRANULARITY, DEFAULT_SEGMENT_SIZE, Volume, type SnapshotMeta } from './volume.js';
+
+export interface EngineOptions {
+  store: string;
+  logger?: Logger;
+  /** Journal segment size; small values make retention tests quick. */
+  segmentSize?: number;
+  /** How often checkpoints and age-based retention run; 0 turns the timer off. */
+  upkeepIntervalMs?: number;
+}
+
+const GROUPS_FILE = 'groups.log';
+
+/**
+ * The storage engine: every volume of one store, and the operations that span volumes (group
+ * markers) or need the store (volume creation and deletion, the lock).
+ */
+export class Engine {
+  private volumes = new Map<string, Volume>();
+  private upkeepRunning = new Set<string>();
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  private constructor(
+    readonly store: string,
+    private readonly logger: Logger,
+    private readonly segmentSize: number,
+    private readonly unlock: () => Promise<void>,
+  ) {}
+
+  static async open(options: EngineOptions): Promise<Engine> {
+    const logger = options.logger ?? silentLogger();
+    const store = path.resolve(options.store);
+    try {
+      await fs.mkdir(path.join(store, 'volumes'), { recursive: true });
+    } catch (err) {
+      throw classifyError(err, `creating store ${store}`);
+    }
+    const unlock = await lockStore(store);
+    const engine = new Engine(store, logger, options.segmentSize ?? DEFAULT_SEGMENT_SIZE, unlock);
+    try {
+      await engine.loadVolumes();
+    } catch (err) {
+      await unlock();
+      throw err;
+    }
+    const interval = options.upkeepIntervalMs ?? 30_000;
+    if (interval > 0) {
+      engine.timer = setInterval(() => {
+        for (const volume of engine.volumes.values()) engine.scheduleUpkeep(volume);
+      }, interval);
+      engine.timer.unref();
+    }
+    logger.info('engine opened', { store, volumes: engine.volumes.size });
+    return engine;
+  }
+
+  private async loadVolumes(): Promise<void> {
+    const root = path.join(this.store, 'volumes');
+    for (const entry of await fs.readdir(root)) {
+      const dir = path.join(root, entry);
+      if (entry.startsWith('.')) {
+        // A creation or deletion that a crash interrupted.
+        await fs.rm(dir, { recursive: true, force: true });
+        continue;
+      }
+      const volume = await Volume.open(dir, this.logger);
+      this.attach(volume);
+    }
+    await this.dropIncompleteGroups();
+  }
+
+  private attach(volume: Volume): void {
+    volume.onUpkeepDue = () => this.scheduleUpkeep(volume);
+    this.volumes.set(volume.name, volume);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    for (const volume of this.volumes.values()) await volume.close();
+    this.volumes.clear();
+    await this.unlock();
+    this.logger.info('engine closed', { store: this.store });
+  }
+
+  // ---- volumes ---------------------------------------------------------------------------
+
+  private volume(name: string): Volume {
+    const volume = this.volumes.get(name);
+    if (!volume) throw notFound(`volume "${name}" does not exist`, { volume: name });
+    return volume;
+  }
+
+  has(name: string): boolean {
+    return this.volumes.has(name);
+  }
+
+  async createVolume(name: string, options: VolumeOptions): Promise<VolumeInfo> {
+    checkName('volume', name);
+    const settings = validateVolumeOptions(options);
+    if (this.volumes.has(name)) throw alreadyExists(`volume "${name}" already exists`, { volume: name });
+    const volume = await this.materialise(name, settings);
+    this.logger.info('volume created', { volume: name, size: settings.size, blockSize: settings.blockSize, granularity: settings.granularity });
+    return this.info(volume);
+  }
+
+  /** Builds a volume in a hidden directory and renames it into place, so a crash leaves none or all of it. */
+  private async materialise(name: string, settings: Required<Omit<VolumeOptions, 'retention'>> & { retention: RetentionPolicy }, initialImage?: string): Promise<Volume> {
+    const root = path.join(this.store, 'volumes');
+    const staging = path.join(root, `.creating-${name}-${randomUUID()}`);
+    try {
+      const built = await Volume.create(staging, name, { ...settings, segmentSize: this.segmentSize }, this.logger, initialImage);
+      await built.close();
+      await fs.rename(staging, path.join(root, name));
+      await fsyncDir(root);
+    } catch (err) {
+      await fs.rm(staging, { recursive: true, force: true });
+      throw classifyError(err, `creating volume "${name}"`);
+    }
+    const volume = await Volume.open(path.join(root, name), this.logger);
+    this.attach(volume);
+    return volume;
+  }
+
+  async deleteVolume(name: string, options: { force?: boolean } = {}): Promise<void> {
+    const volume = this.volume(name);
+    volume.assertNotInUse('delete', options.force);
+    if (volume.pinned) throw new TidemarkError('BUSY', `volume "${name}" is being read by a restore; try again when it ends`, { volume: name });
+    this.volumes.delete(name);
+    await volume.close();
+    const root = path.join(this.store, 'volumes');
+    const doomed = path.join(root, `.deleting-${name}-${randomUUID()}`);
+    await fs.rename(path.join(root, name), doomed);
+    await fsyncDir(root);
+    await fs.rm(doomed, { recursive: true, force: true });
+    this.logger.info('volume deleted', { volume: name });
+  }
+
+  listVolumes(): VolumeInfo[] {
+    return [...this.volumes.values()].sort((a, b) => a.name.localeCompare(b.name)).map((v) => this.info(v));
+  }
+
+  volumeInfo(name: string): VolumeInfo {
+    return this.info(this.volume(name));
+  }
+
+  private info(volume: Volume): VolumeInfo {
+    return volume.info(earliestRecoverable(volume));
+  }
+
+  setRetention(name: string, retention: RetentionPolicy): Promise<VolumeInfo> {
+    const volume = this.volume(name);
+    validateRetention(retention);
+    return volume.exclusive(async () => {
+      volume.setRetention(retention);
+      await volume.writeCheckpoint();
+      await enforceRetentionLocked(volume, this.logger);
+      return this.info(volume);
+    });
+  }
+
+  enforceRetention(name: string, now?: number): Promise<RetentionOutcome> {
+    const volume = this.volume(name);
+    return volume.exclusive(() => enforceRetentionLocked(volume, this.logger, now));
+  }
+
+  /** Marks a volume in use (by an NBD connection or an attachment) until `release`. */
+  hold(name: string, holder: string): void {
+    this.volume(name).hold(holder);
+  }
+
+  release(name: string, holder: string): void {
+    this.volumes.get(name)?.release(holder);
+  }
+
+  // ---- data path -------------------------------------------------------------------------
+
+  read(name: string, offset: number, length: number): Promise<Buffer> {
+    return this.volume(name).read(offset, length);
+  }
+
+  write(name: string, offset: number, data: Buffer, options?: WriteOptions): Promise<number> {
+    return this.volume(name).write(offset, data, options);
+  }
+
+  zero(name: string, offset: number, length: number, options?: WriteOptions & { trim?: boolean }): Promise<number> {
+    return this.volume(name).zero(offset, length, options);
+  }
+
+  flush(name: string): Promise<number> {
+    return this.volume(name).flush();
+  }
+
+  // ---- snapshots -------------------------------------------------------------------------
+
+  async createSnapshot(volumeName: string, name: string): Promise<SnapshotInfo> {
+    checkName('snapshot', name);
+    const volume = this.volume(volumeName);
+    const meta = await volume.exclusive(() => volume.snapshotLocked(name, false));
+    return snapshotInfo(volume, meta);
+  }
+
+  listSnapshots(volumeName: string, options: { includeInternal?: boolean } = {}): SnapshotInfo[] {
+    const volume = this.volume(volumeName);
+    return volume
+      .snapshotMeta()
+      .filter((s) => options.includeInternal || !s.internal)
+      .sort((a, b) => a.sequence - b.sequence)
+      .map((s) => snapshotInfo(volume, s));
+  }
+
+  async deleteSnapshot(volumeName: string, name: string): Promise<void> {
+    const volume = this.volume(volumeName);
+    const meta = volume.snapshotMeta().find((s) => s.name === name);
+    if (meta?.internal) throw invalidArgument(`snapshot "${name}" is the engine's own base; it goes when the journal before it is freed`);
+    await volume.exclusive(() => volume.deleteSnapshotLocked(name));
+  }
+
+  /** Path of a snapshot's image, for layers that serve snapshot data (NBD, CSI clones). */
+  snapshotImagePath(volumeName: string, name: string): string {
+    const volume = this.volume(volumeName);
+    this.snapshot(volume, name);
+    return volume.snapshotPath(name);
+  }
+
+  private snapshot(volume: Volume, name: string): SnapshotMeta {
+    const meta = volume.snapshotMeta().find((s) => s.name === name);
+    if (!meta) throw notFound(`snapshot "${name}" of volume "${volume.name}" does not exist`, { volume: volume.name, snapshot: name });
+    return meta;
+  }
+
+  // ---- markers ---------------------------------------------------------------------------
+
+  /**
+   * Records a marker on each volume at one consistent cut: writes to all of them are held
+   * while the markers are recorded. Several volumes make a group marker, which counts only
+   * once its group is committed to the store.
+   */
+  async createMarker(name: string, volumeNames: string[]): Promise<MarkerInfo[]> {
+    checkName('marker', name);
+    if (volumeNames.length === 0) throw invalidArgument('a marker needs at least one volume');
+    const unique = [...new Set(volumeNames)].sort();
+    const volumes = unique.map((v) => this.volume(v));
+    for (const volume of volumes) {
+      if (volume.markerMeta().some((m) => m.name === name)) {
+        throw alreadyExists(`marker "${name}" already exists on volume "${volume.name}"`, { volume: volume.name, marker: name });
+      }
+    }
+    const group = volumes.length > 1 ? randomUUID() : '';
+    const recorded: { volume: Volume; sequence: number; createdAt: number }[] = [];
+    // Locks are taken in name order, so two group markers over the same volumes cannot deadlock.
+    const withAll = async (index: number): Promise<void> => {
+      if (index === volumes.length) {
+        for (const volume of volumes) {
+          const meta = await volume.markerLocked(name, group);
+          recorded.push({ volume, sequence: meta.sequence, createdAt: meta.createdAt });
+        }
+        if (group) await this.commitGroup(group, name, unique);
+        return;
+      }
+      await volumes[index]!.exclusive(() => withAll(index + 1));
+    };
+    try {
+      await withAll(0);
+    } catch (err) {
+      // A group that did not commit is dropped again, here and, after a crash, at start-up.
+      if (group) for (const { volume } of recorded) volume.dropMarkers((m) => m.group === group);
+      throw classifyError(err, `recording marker "${name}"`);
+    }
+    this.logger.info('marker created', { marker: name, group: group || undefined, volumes: unique, sequences: recorded.map((r) => r.sequence) });
+    return recorded.map(({ volume, sequence, createdAt }) => ({
+      volume: volume.name,
+      name,
+      sequence,
+      createdAt: new Date(createdAt),
+      group,
+      expired: false,
+    }));
+  }
+
+  private async commitGroup(group: string, name: string, volumes: string[]): Promise<void> {
+    const handle = await fs.open(path.join(this.store, GROUPS_FILE), 'a');
+    try {
+      await handle.write(JSON.stringify({ group, name, volumes }) + '\n');
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  }
+
+  private async dropIncompleteGroups(): Promise<void> {
+    let committed = new Set<string>();
+    try {
+      const text = await fs.readFile(path.join(this.store, GROUPS_FILE), 'utf8');
+      committed = new Set(
+        text
+          .split('\n')
+          .filter((line) => line.trim())
+          .flatMap((line) => {
+            try {
+              return [(JSON.parse(line) as { group: string }).group];
+            } catch {
+              return [];
+            }
+          }),
+      );
+    } catch {
+      // No group marker was ever committed.
+    }
+    for (const volume of this.volumes.values()) {
+      const dropped = volume.dropMarkers((m) => m.group !== '' && !committed.has(m.group));
+      if (dropped.length > 0) {
+        this.logger.warn('dropped markers of a group marker interrupted by a crash', { volume: volume.name, markers: dropped.map((m) => m.name) });
+        await volume.exclusive(() => volume.writeCheckpoint());
+      }
+    }
+  }
+
+  listMarkers(volumeName: string): MarkerInfo[] {
+    const volume = this.volume(volumeName);
+    const earliest = earliestRecoverable(volume);
+    return [...volume.markerMeta()]
+      .sort((a, b) => a.sequence - b.sequence)
+      .map((m) => ({ volume: volume.name, name: m.name, sequence: m.sequence, createdAt: new Date(m.createdAt), group: m.group, expired: m.sequence < earliest }));
+  }
+
+  // ---- restores --------------------------------------------------------------------------
+
+  async restore(request: RestoreRequest, onProgress?: (progress: RestoreProgress) => void): Promise<RestoreResult> {
+    const started = Date.now();
+    const volume = this.volume(request.volume);
+    const areas = request.ranges ? this.checkAreas(volume, request.ranges) : undefined;
+    if (request.target !== undefined) {
+      checkName('volume', request.target);
+      if (this.volumes.has(request.target)) throw alreadyExists(`volume "${request.target}" already exists`, { volume: request.target });
+      if (areas) throw invalidArgument('ranges apply to in-place restores; a new volume always receives the whole point');
+    } else {
+      volume.assertNotInUse('restore', request.force);
+    }
+    const unpin = volume.pin();
+    try {
+      const source = request.source;
+      const finish = (pointSequence: number, method: RestoreResult['method'], progress: RestoreProgress, base?: string): RestoreResult => {
+        const result = { volume: request.target ?? volume.name, pointSequence, method, baseSnapshot: base, durationMs: Date.now() - started, ...progress };
+        this.logger.info('restore finished', { ...result, source: volume.name });
+        return result;
+      };
+      if ('snapshot' in source) {
+        const snapshot = this.snapshot(volume, source.snapshot);
+        if (request.target !== undefined) {
+          const target = await this.materialise(request.target, settingsOf(volume), volume.snapshotPath(snapshot.name));
+          const progress = { bytesTotal: target.size, bytesRestored: target.size };
+          onProgress?.(progress);
+          return finish(snapshot.sequence, 'rebuild', progress, snapshot.name);
+        }
+        const progress = await volume.exclusive(() => restoreFromSnapshot(volume, snapshot, areas, onProgress));
+        return finish(snapshot.sequence, 'snapshot-diff', progress, snapshot.name);
+      }
+      const { point, what } = await this.resolvePoint(volume, source);
+      const base = findBase(volume, point);
+      if (!base || point < earliestRecoverable(volume)) throw expiredError(volume, what, point);
+      const baseName = base.kind === 'snapshot' ? base.snapshot.name : undefined;
+      if (request.target !== undefined) {
+        const target = await this.materialise(request.target, settingsOf(volume), base.kind === 'snapshot' ? volume.snapshotPath(base.snapshot.name) : undefined);
+        try {
+          const progress = await target.exclusive(() => replayInto(volume, target, base, point, onProgress));
+          return finish(point, 'rebuild', progress, baseName);
+        } catch (err) {
+          await this.deleteVolume(target.name, { force: true }).catch(() => undefined);
+          throw err;
+        }
+      }
+      const progress = await volume.exclusive(() => rewindInPlace(volume, this.freshBase(volume, point, base), point, areas, onProgress));
+      return finish(point, 'rewind', progress, baseName);
+    } finally {
+      unpin();
+    }
+  }
+
+  /** The base may have changed while waiting for the lock; look again under it. */
+  private freshBase(volume: Volume, point: number, fallback: Base): Base {
+    const base = findBase(volume, point);
+    if (!base) throw expiredError(volume, `sequence ${point}`, point);
+    return baseSequence(base) === baseSequence(fallback) ? fallback : base;
+  }
+
+  private async resolvePoint(volume: Volume, source: RestoreRequest['source']): Promise<{ point: number; what: string }> {
+    if ('marker' in source) {
+      const marker = volume.markerMeta().find((m) => m.name === source.marker);
+      if (!marker) throw notFound(`marker "${source.marker}" does not exist on volume "${volume.name}"`, { volume: volume.name, marker: source.marker });
+      return { point: marker.sequence, what: `marker "${marker.name}"` };
+    }
+    if ('sequence' in source) {
+      if (!Number.isSafeInteger(source.sequence) || source.sequence < 0 || source.sequence > volume.journal.lastSequence) {
+        throw invalidArgument(`sequence ${source.sequence} is not in the history of volume "${volume.name}"`);
+      }
+      return { point: source.sequence, what: `sequence ${source.sequence}` };
+    }
+    if (!('time' in source)) throw invalidArgument('a restore needs a snapshot, a marker or a time');
+    const time = source.time.getTime();
+    if (Number.isNaN(time)) throw invalidArgument('the restore time is not a valid date');
+    const what = `time ${source.time.toISOString()}`;
+    const found = await volume.journal.lastSequenceAtOrBefore(time);
+    if (found !== undefined) return { point: found, what };
+    if (time >= volume.createdAt && volume.journal.firstSequence <= 1) return { point: 0, what };
+    if (time < volume.createdAt) throw invalidArgument(`${what} is before volume "${volume.name}" was created (${new Date(volume.createdAt).toISOString()})`);
+    throw expiredError(volume, what, 0);
+  }
+
+  private checkAreas(volume: Volume, ranges: Extent[]): Extent[] {
+    if (ranges.length === 0) throw invalidArgument('an empty list of ranges restores nothing; omit it to restore the whole volume');
+    for (const range of ranges) {
+      if (!Number.isSafeInteger(range.offset) || !Number.isSafeInteger(range.length) || range.offset < 0 || range.length <= 0) {
+        throw invalidArgument(`range ${range.offset}:${range.length} must have a non-negative offset and a positive length`);
+      }
+      if (range.offset % volume.blockSize !== 0 || range.length % volume.blockSize !== 0) {
+        throw invalidArgument(`range ${range.offset}:${range.length} is not aligned to the block size of ${volume.blockSize} bytes`, { volume: volume.name });
+      }
+      volume.checkRange(range.offset, range.length, `range ${range.offset}:${range.length}`);
+    }
+    return normalize(ranges);
+  }
+
+  // ---- differential information ----------------------------------------------------------
+
+  /** Byte extents changed between snapshot `base` and snapshot `target` (or the live volume). */
+  diff(volumeName: string, base: string, target?: string): Extent[] {
+    const volume = this.volume(volumeName);
+    const from = this.snapshot(volume, base);
+    if (target === undefined) return volume.tracker.changedExtents(from.sequence);
+    const to = this.snapshot(volume, target);
+    if (to.sequence < from.sequence) throw invalidArgument(`snapshot "${target}" is older than "${base}"; name the older one as the base`);
+    return volume.tracker.changedExtents(from.sequence, to.sequence);
+  }
+
+  /** Extents ever written, clipped to a range: what a full backup has to read. */
+  allocated(volumeName: string, range?: Extent): Extent[] {
+    const volume = this.volume(volumeName);
+    const all = volume.tracker.allocatedExtents();
+    return range ? intersect(all, [range]) : all;
+  }
+
+  // ---- upkeep ----------------------------------------------------------------------------
+
+  private scheduleUpkeep(volume: Volume): void {
+    if (this.closed || this.upkeepRunning.has(volume.name)) return;
+    this.upkeepRunning.add(volume.name);
+    void volume
+      .exclusive(async () => {
+        await volume.writeCheckpoint();
+        await enforceRetentionLocked(volume, this.logger);
+      })
+      .catch((err: unknown) => this.logger.warn('volume upkeep failed', { volume: volume.name, error: String(err) }))
+      .finally(() => this.upkeepRunning.delete(volume.name));
+  }
+
+  /** Approximate bytes the engine holds in memory for differential bitmaps. */
+  memoryBytes(): number {
+    let sum = 0;
+    for (const volume of this.volumes.values()) sum += volume.memoryBytes();
+    return sum;
+  }
+}
+
+function snapshotInfo(volume: Volume, meta: SnapshotMeta): SnapshotInfo {
+  return {
+    volume: volume.name,
+    name: meta.name,
+    sequence: meta.sequence,
+    createdAt: new Date(meta.createdAt),
+    internal: meta.internal,
+    method: meta.method,
+    size: meta.size,
+  };
+}
+
+function settingsOf(volume: Volume) {
+  return { size: volume.size, blockSize: volume.blockSize, granularity: volume.granularity, retention: { ...volume.retention } };
+}
+
+function validateRetention(retention: RetentionPolicy): void {
+  if (retention.maxBytes !== undefined && (!Number.isSafeInteger(retention.maxBytes) || retention.maxBytes <= 0)) {
+    throw invalidArgument('journal retention size must be a positive number of bytes');
+  }
+  if (retention.maxAgeSeconds !== undefined && (!Number.isFinite(retention.maxAgeSeconds) || retention.maxAgeSeconds <= 0)) {
+    throw invalidArgument('journal retention age must be a positive number of seconds');
+  }
+}
+
+function validateVolumeOptions(options: VolumeOptions) {
+  const blockSize = options.blockSize ?? DEFAULT_BLOCK_SIZE;
+  const granularity = options.granularity ?? Math.max(DEFAULT_GRANULARITY, blockSize);
+  if (!isPowerOfTwo(blockSize) || blockSize < 512 || blockSize > 65536) {
+    throw invalidArgument(`block size ${blockSize} must be a power of two from 512 to 65536`);
+  }
+  if (!isPowerOfTwo(granularity) || granularity < blockSize || granularity > 64 * 1024 * 1024) {
+    throw invalidArgument(`tracking granularity ${granularity} must be a power of two from the block size (${blockSize}) to 64 MiB`);
+  }
+  if (!Number.isSafeInteger(options.size) || options.size <= 0) throw invalidArgument(`volume size ${options.size} must be a positive number of bytes`);
+  if (options.size % blockSize !== 0) throw invalidArgument(`volume size ${options.size} must be a multiple of the block size ${blockSize}`);
+  const retention = options.retention ?? {};
+  validateRetention(retention);
+  return { size: options.size, blockSize, granularity, retention };
+}

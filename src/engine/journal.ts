@@ -1,0 +1,426 @@
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import { classifyError } from '../util/errors.js';
+import { fsyncDir, readFully, writeFully } from '../util/files.js';
+import type { Logger } from '../util/log.js';
+import {
+  HEADER_SIZE,
+  RecordType,
+  decodeRecord,
+  encodeRecord,
+  encodedSize,
+  parseHeader,
+  recordExtent,
+  type JournalRecord,
+  type RecordHeader,
+} from './record.js';
+
+/** What the engine keeps about a closed segment so that start-up need not read it again. */
+export interface SegmentSummary {
+  firstSequence: number;
+  lastSequence: number;
+  firstTime: number;
+  lastTime: number;
+  size: number;
+}
+
+interface Segment extends SegmentSummary {
+  file: string;
+}
+
+export interface RecoveryReport {
+  /** Records found valid after the checkpoint and handed to the replay callback. */
+  replayed: number;
+  /** Bytes cut from the tail because they did not form valid records. */
+  truncatedBytes: number;
+  /** Why the tail was cut, when it was. */
+  truncatedReason?: string;
+  /** Whole segment files removed because they followed the cut. */
+  droppedSegments: number;
+}
+
+const SEGMENT_SUFFIX = '.log';
+const segmentName = (firstSequence: number) => `${firstSequence.toString(16).padStart(16, '0')}${SEGMENT_SUFFIX}`;
+
+/**
+ * The write journal of one volume: an append-only run of segment files, each named after the
+ * sequence number of its first record. Only the volume's writer appends, one batch at a time.
+ */
+export class Journal {
+  private segments: Segment[] = [];
+  private active!: fs.FileHandle;
+  private readHandles = new Map<string, fs.FileHandle>();
+  private nextSequence = 1;
+  private lastTime = 0;
+  private dirtySinceSync = false;
+
+  private constructor(
+    private readonly dir: string,
+    private readonly segmentSize: number,
+    private readonly logger: Logger,
+  ) {}
+
+  static async create(dir: string, segmentSize: number, logger: Logger): Promise<Journal> {
+    await fs.mkdir(dir, { recursive: true });
+    const journal = new Journal(dir, segmentSize, logger);
+    await journal.openNewSegment(1);
+    return journal;
+  }
+
+  /**
+   * Opens an existing journal, checks every record after `checkpoint` and hands it to
+   * `replay` in order. The first record that is torn, fails its CRC or breaks the sequence
+   * ends the journal: the file is cut there and later segments are removed.
+   */
+  static async open(
+    dir: string,
+    segmentSize: number,
+    logger: Logger,
+    known: SegmentSummary[],
+    checkpoint: number,
+    replay: (record: JournalRecord) => void,
+  ): Promise<{ journal: Journal; report: RecoveryReport }> {
+    const journal = new Journal(dir, segmentSize, logger);
+    const report: RecoveryReport = { replayed: 0, truncatedBytes: 0, droppedSegments: 0 };
+    const names = (await fs.readdir(dir)).filter((n) => n.endsWith(SEGMENT_SUFFIX)).sort();
+    const knownByFirst = new Map(known.map((s) => [s.firstSequence, s]));
+    let expected: number | undefined;
+    let cut = false;
+    for (const name of names) {
+      const file = path.join(dir, name);
+      const firstSequence = parseInt(name, 16);
+      if (cut || (expected !== undefined && firstSequence !== expected)) {
+        if (!cut) report.truncatedReason ??= `segment ${name} does not follow sequence ${(expected ?? 1) - 1}`;
+        cut = true;
+        await fs.rm(file, { force: true });
+        report.droppedSegments++;
+        continue;
+      }
+      const stat = await fs.stat(file);
+      const summary = knownByFirst.get(firstSequence);
+      const isLast = name === names[names.length - 1];
+      if (summary && summary.lastSequence <= checkpoint && summary.size === stat.size && !isLast) {
+        journal.segments.push({ ...summary, file });
+        expected = summary.lastSequence + 1;
+        journal.lastTime = Math.max(journal.lastTime, summary.lastTime);
+        continue;
+      }
+      const scanned = await journal.scanSegment(file, firstSequence, checkpoint, replay, report);
+      journal.segments.push(scanned.segment);
+      expected = scanned.segment.lastSequence + 1;
+      if (scanned.cutAt !== undefined) {
+        cut = true;
+        report.truncatedBytes += stat.size - scanned.cutAt;
+        await truncate(file, scanned.cutAt);
+      }
+    }
+    journal.nextSequence = expected ?? Math.max(1, checkpoint + 1);
+    const last = journal.segments[journal.segments.length - 1];
+    if (last) {
+      journal.active = await fs.open(last.file, 'r+');
+    } else {
+      await journal.openNewSegment(journal.nextSequence);
+    }
+    if (report.truncatedBytes > 0 || report.droppedSegments > 0) {
+      await fsyncDir(dir);
+      logger.warn('journal tail cut', { dir, ...report });
+    }
+    return { journal, report };
+  }
+
+  private async scanSegment(
+    file: string,
+    firstSequence: number,
+    checkpoint: number,
+    replay: (record: JournalRecord) => void,
+    report: RecoveryReport,
+  ): Promise<{ segment: Segment; cutAt?: number }> {
+    const bytes = await fs.readFile(file);
+    const segment: Segment = { file, firstSequence, lastSequence: firstSequence - 1, firstTime: 0, lastTime: 0, size: 0 };
+    let at = 0;
+    while (at < bytes.length) {
+      const decoded = decodeRecord(bytes.subarray(at));
+      const reason = !decoded.ok
+        ? decoded.reason
+        : decoded.record.sequence !== segment.lastSequence + 1
+          ? `sequence ${decoded.record.sequence} where ${segment.lastSequence + 1} was due`
+          : undefined;
+      if (reason !== undefined || !decoded.ok) {
+        report.truncatedReason ??= `${path.basename(file)} at byte ${at}: ${reason}`;
+        segment.size = at;
+        return { segment, cutAt: at };
+      }
+      const record = decoded.record;
+      if (segment.firstTime === 0) segment.firstTime = record.time;
+      segment.lastSequence = record.sequence;
+      segment.lastTime = record.time;
+      this.lastTime = Math.max(this.lastTime, record.time);
+      at += HEADER_SIZE + bytes.readUInt32LE(at + 4);
+      if (record.sequence > checkpoint) {
+        // The payload view would pin the whole segment buffer; replay gets its own copy.
+        replay(record.type === RecordType.Write ? { ...record, data: Buffer.from(record.data) } : record);
+        report.replayed++;
+      }
+    }
+    segment.size = at;
+    return { segment };
+  }
+
+  private async openNewSegment(firstSequence: number): Promise<void> {
+    const file = path.join(this.dir, segmentName(firstSequence));
+    this.active = await fs.open(file, 'a+');
+    await fsyncDir(this.dir);
+    this.segments.push({ file, firstSequence, lastSequence: firstSequence - 1, firstTime: 0, lastTime: 0, size: 0 });
+  }
+
+  get next(): number {
+    return this.nextSequence;
+  }
+
+  /** Sequence number of the newest record, or 0 for an empty volume history. */
+  get lastSequence(): number {
+    return this.nextSequence - 1;
+  }
+
+  get firstSequence(): number {
+    const first = this.segments.find((s) => s.lastSequence >= s.firstSequence);
+    return first ? first.firstSequence : this.nextSequence;
+  }
+
+  get totalBytes(): number {
+    return this.segments.reduce((sum, s) => sum + s.size, 0);
+  }
+
+  /** Closed segments, for the checkpoint. */
+  summaries(): SegmentSummary[] {
+    return this.segments.slice(0, -1).map(({ file: _file, ...summary }) => summary);
+  }
+
+  segmentList(): readonly SegmentSummary[] {
+    return this.segments;
+  }
+
+  /** A timestamp for the next record: wall-clock milliseconds, never earlier than the last one. */
+  stamp(): number {
+    this.lastTime = Math.max(this.lastTime, Date.now());
+    return this.lastTime;
+  }
+
+  /**
+   * Appends records, numbering them; the caller awaits this before touching the image so
+   * that the journal always holds at least what the image does.
+   */
+  async append(bodies: JournalRecord[]): Promise<void> {
+    let i = 0;
+    while (i < bodies.length) {
+      let segment = this.segments[this.segments.length - 1]!;
+      if (segment.size > 0 && segment.size + encodedSize(bodies[i]!) > this.segmentSize) {
+        await this.roll();
+        segment = this.segments[this.segments.length - 1]!;
+      }
+      let bytes = 0;
+      let j = i;
+      while (j < bodies.length && (j === i || segment.size + bytes + encodedSize(bodies[j]!) <= this.segmentSize)) {
+        bytes += encodedSize(bodies[j]!);
+        j++;
+      }
+      const buffer = Buffer.allocUnsafe(bytes);
+      let at = 0;
+      for (let k = i; k < j; k++) {
+        const record = bodies[k]!;
+        at += encodeRecord(record, buffer, at);
+      }
+      try {
+        await writeFully(this.active, buffer, segment.size);
+      } catch (err) {
+        // A short or failed append leaves bytes that recovery would cut anyway; cutting them
+        // now keeps later appends contiguous.
+        await this.active.truncate(segment.size).catch(() => undefined);
+        // Sequence numbers must stay dense or recovery would stop at the gap.
+        this.nextSequence = bodies[i]!.sequence;
+        throw classifyError(err, 'appending to the journal');
+      }
+      for (let k = i; k < j; k++) {
+        const record = bodies[k]!;
+        if (segment.firstTime === 0) segment.firstTime = record.time;
+        segment.lastSequence = record.sequence;
+        segment.lastTime = record.time;
+      }
+      segment.size += bytes;
+      this.dirtySinceSync = true;
+      i = j;
+    }
+  }
+
+  /** Hands out sequence numbers; records must then be appended in exactly this order. */
+  allocate(): number {
+    return this.nextSequence++;
+  }
+
+  /** Makes every appended record durable (fdatasync), including those in segments rolled since. */
+  async sync(): Promise<void> {
+    if (!this.dirtySinceSync) return;
+    this.dirtySinceSync = false;
+    try {
+      await this.active.datasync();
+    } catch (err) {
+      this.dirtySinceSync = true;
+      throw classifyError(err, 'syncing the journal');
+    }
+  }
+
+  private async roll(): Promise<void> {
+    const old = this.active;
+    await old.datasync();
+    await old.close();
+    await this.openNewSegment(this.nextSequence);
+    this.logger.debug('journal segment rolled', { dir: this.dir, firstSequence: this.nextSequence });
+  }
+
+  /** Starts a new segment now, so the current one becomes closed and can later be freed. */
+  async rollIfNotEmpty(): Promise<void> {
+    const segment = this.segments[this.segments.length - 1]!;
+    if (segment.size > 0) await this.roll();
+  }
+
+  /**
+   * Reads record headers with sequence in [from, to], oldest first, without their data.
+   * Segments wholly outside the range are skipped.
+   */
+  async *headers(from: number, to: number): AsyncGenerator<RecordHeader & { segment: number }> {
+    for (let index = 0; index < this.segments.length; index++) {
+      const segment = this.segments[index]!;
+      if (segment.lastSequence < from || segment.firstSequence > to) continue;
+      const handle = await this.readHandle(segment.file);
+      const header = Buffer.alloc(HEADER_SIZE + 16);
+      let at = 0;
+      const end = segment.size;
+      while (at < end) {
+        await readFully(handle, header, at);
+        const parsed = parseHeader(header);
+        if (!parsed.ok) throw classifyError(new Error(`journal damaged at ${segment.file}:${at}: ${parsed.reason}`), 'reading the journal');
+        const size = HEADER_SIZE + parsed.payloadLength;
+        if (parsed.sequence > to) return;
+        if (parsed.sequence >= from) {
+          let offset = 0;
+          let length = 0;
+          if (parsed.type === RecordType.Write) {
+            offset = Number(header.readBigUInt64LE(HEADER_SIZE));
+            length = parsed.payloadLength - 8;
+          } else if (parsed.type === RecordType.Zero || parsed.type === RecordType.Trim) {
+            offset = Number(header.readBigUInt64LE(HEADER_SIZE));
+            length = Number(header.readBigUInt64LE(HEADER_SIZE + 8));
+          }
+          yield {
+            type: parsed.type,
+            sequence: parsed.sequence,
+            time: parsed.time,
+            offset,
+            length,
+            dataPosition: at + HEADER_SIZE + 8,
+            size,
+            segment: index,
+          };
+        }
+        at += size;
+      }
+    }
+  }
+
+  /** Reads whole records with sequence in [from, to], oldest first. */
+  async *records(from: number, to: number): AsyncGenerator<JournalRecord> {
+    for (const segment of this.segments) {
+      if (segment.lastSequence < from || segment.firstSequence > to) continue;
+      const handle = await this.readHandle(segment.file);
+      const bytes = Buffer.alloc(segment.size);
+      await readFully(handle, bytes, 0);
+      let at = 0;
+      while (at < bytes.length) {
+        const decoded = decodeRecord(bytes.subarray(at));
+        if (!decoded.ok) throw classifyError(new Error(`journal damaged at ${segment.file}:${at}: ${decoded.reason}`), 'reading the journal');
+        at += HEADER_SIZE + bytes.readUInt32LE(at + 4);
+        if (decoded.record.sequence > to) return;
+        if (decoded.record.sequence >= from) yield decoded.record;
+      }
+    }
+  }
+
+  /** Reads part of a write record's data, located by `headers`. */
+  async readData(segmentIndex: number, position: number, target: Buffer): Promise<void> {
+    const segment = this.segments[segmentIndex];
+    if (!segment) throw classifyError(new Error(`segment ${segmentIndex} is gone`), 'reading the journal');
+    await readFully(await this.readHandle(segment.file), target, position);
+  }
+
+  /** The newest record at or before `time`, or undefined when every record is later. */
+  async lastSequenceAtOrBefore(time: number): Promise<number | undefined> {
+    let found: number | undefined;
+    for (const segment of this.segments) {
+      if (segment.lastSequence < segment.firstSequence) continue;
+      if (segment.firstTime > time) break;
+      if (segment.lastTime <= time) {
+        found = segment.lastSequence;
+        continue;
+      }
+      for await (const header of this.headers(segment.firstSequence, segment.lastSequence)) {
+        if (header.time > time) return found;
+        found = header.sequence;
+      }
+    }
+    return found;
+  }
+
+  /**
+   * Removes whole closed segments whose records all have sequence numbers at or below
+   * `upTo`. Returns the bytes freed.
+   */
+  async freeThrough(upTo: number): Promise<number> {
+    let freed = 0;
+    while (this.segments.length > 1) {
+      const oldest = this.segments[0]!;
+      if (oldest.lastSequence > upTo) break;
+      this.segments.shift();
+      const handle = this.readHandles.get(oldest.file);
+      this.readHandles.delete(oldest.file);
+      await handle?.close();
+      await fs.rm(oldest.file, { force: true });
+      freed += oldest.size;
+    }
+    if (freed > 0) await fsyncDir(this.dir);
+    return freed;
+  }
+
+  /** The oldest record's time, or undefined for an empty journal. */
+  oldestTime(): number | undefined {
+    const first = this.segments.find((s) => s.lastSequence >= s.firstSequence);
+    return first?.firstTime;
+  }
+
+  private async readHandle(file: string): Promise<fs.FileHandle> {
+    let handle = this.readHandles.get(file);
+    if (!handle) {
+      handle = await fs.open(file, 'r');
+      this.readHandles.set(file, handle);
+    }
+    return handle;
+  }
+
+  async close(): Promise<void> {
+    await this.sync().catch(() => undefined);
+    await this.active.close().catch(() => undefined);
+    for (const handle of this.readHandles.values()) await handle.close().catch(() => undefined);
+    this.readHandles.clear();
+  }
+}
+
+async function truncate(file: string, size: number): Promise<void> {
+  const handle = await fs.open(file, 'r+');
+  try {
+    await handle.truncate(size);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+export { recordExtent };

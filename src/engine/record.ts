@@ -1,0 +1,185 @@
+import { crc32c } from '../util/crc32c.js';
+
+/**
+ * One journal record, laid out like a LevelDB log record with a larger header:
+ *
+ *   offset size field
+ *        0    4 crc32c of bytes 4..end (masked so a run of zeros never checks out)
+ *        4    4 payload length
+ *        8    1 type
+ *        9    1 flags (reserved, zero)
+ *       10    2 reserved, zero
+ *       12    4 magic 0x54444d4b ("TDMK"), which makes resynchronisation attempts pointless
+ *       16    8 sequence number, dense and increasing within a volume
+ *       24    8 time, milliseconds since the epoch, never decreasing within a volume
+ *       32    … payload
+ */
+export const HEADER_SIZE = 32;
+export const RECORD_MAGIC = 0x54444d4b;
+/** Upper bound on one record's payload; larger writes are split into several records. */
+export const MAX_RECORD_PAYLOAD = 8 * 1024 * 1024;
+
+export enum RecordType {
+  Write = 1,
+  Zero = 2,
+  Trim = 3,
+  Marker = 4,
+  Snapshot = 5,
+}
+
+export type RecordBody =
+  | { type: RecordType.Write; offset: number; data: Buffer }
+  | { type: RecordType.Zero | RecordType.Trim; offset: number; length: number }
+  | { type: RecordType.Marker; name: string; group: string }
+  | { type: RecordType.Snapshot; name: string };
+
+export type JournalRecord = RecordBody & { sequence: number; time: number };
+
+/** A record's position and shape without its payload, enough to plan a restore. */
+export interface RecordHeader {
+  type: RecordType;
+  sequence: number;
+  time: number;
+  /** Byte range of the volume the record changes; zero length for markers and snapshots. */
+  offset: number;
+  length: number;
+  /** Where the record's write data starts in its segment file, for reading it later. */
+  dataPosition: number;
+  /** Total bytes the record occupies in the segment. */
+  size: number;
+}
+
+const CRC_MASK_DELTA = 0xa282ead8;
+const mask = (crc: number) => ((((crc >>> 15) | (crc << 17)) >>> 0) + CRC_MASK_DELTA) >>> 0;
+
+export function encodedSize(body: RecordBody): number {
+  return HEADER_SIZE + payloadSize(body);
+}
+
+function payloadSize(body: RecordBody): number {
+  switch (body.type) {
+    case RecordType.Write:
+      return 8 + body.data.length;
+    case RecordType.Zero:
+    case RecordType.Trim:
+      return 16;
+    case RecordType.Marker:
+      return 4 + Buffer.byteLength(body.name) + 4 + Buffer.byteLength(body.group);
+    case RecordType.Snapshot:
+      return 4 + Buffer.byteLength(body.name);
+  }
+}
+
+/** Encodes a record into `target` at `at`; returns the number of bytes written. */
+export function encodeRecord(record: JournalRecord, target: Buffer, at = 0): number {
+  const payload = payloadSize(record);
+  const size = HEADER_SIZE + payload;
+  target.writeUInt32LE(payload, at + 4);
+  target.writeUInt8(record.type, at + 8);
+  target.writeUInt8(0, at + 9);
+  target.writeUInt16LE(0, at + 10);
+  target.writeUInt32LE(RECORD_MAGIC, at + 12);
+  target.writeBigUInt64LE(BigInt(record.sequence), at + 16);
+  target.writeBigUInt64LE(BigInt(record.time), at + 24);
+  let p = at + HEADER_SIZE;
+  switch (record.type) {
+    case RecordType.Write:
+      target.writeBigUInt64LE(BigInt(record.offset), p);
+      record.data.copy(target, p + 8);
+      break;
+    case RecordType.Zero:
+    case RecordType.Trim:
+      target.writeBigUInt64LE(BigInt(record.offset), p);
+      target.writeBigUInt64LE(BigInt(record.length), p + 8);
+      break;
+    case RecordType.Marker:
+      p = writeString(target, p, record.name);
+      writeString(target, p, record.group);
+      break;
+    case RecordType.Snapshot:
+      writeString(target, p, record.name);
+      break;
+  }
+  target.writeUInt32LE(mask(crc32c(target.subarray(at + 4, at + size))), at);
+  return size;
+}
+
+function writeString(target: Buffer, at: number, text: string): number {
+  const length = target.write(text, at + 4, 'utf8');
+  target.writeUInt32LE(length, at);
+  return at + 4 + length;
+}
+
+export type HeaderCheck =
+  | { ok: true; type: RecordType; payloadLength: number; sequence: number; time: number }
+  | { ok: false; reason: string };
+
+/** Checks the fixed part of a header; the CRC needs the payload and is checked by `decodeRecord`. */
+export function parseHeader(header: Buffer): HeaderCheck {
+  if (header.length < HEADER_SIZE) return { ok: false, reason: 'short header' };
+  if (header.readUInt32LE(12) !== RECORD_MAGIC) return { ok: false, reason: 'bad magic' };
+  const type = header.readUInt8(8);
+  if (!(type in RecordType)) return { ok: false, reason: `unknown record type ${type}` };
+  const payloadLength = header.readUInt32LE(4);
+  if (payloadLength > MAX_RECORD_PAYLOAD + 8) return { ok: false, reason: 'implausible length' };
+  return {
+    ok: true,
+    type,
+    payloadLength,
+    sequence: Number(header.readBigUInt64LE(16)),
+    time: Number(header.readBigUInt64LE(24)),
+  };
+}
+
+/** Decodes a whole record (header and payload in `bytes`), or says why it is not valid. */
+export function decodeRecord(bytes: Buffer): { ok: true; record: JournalRecord } | { ok: false; reason: string } {
+  const header = parseHeader(bytes);
+  if (!header.ok) return header;
+  const size = HEADER_SIZE + header.payloadLength;
+  if (bytes.length < size) return { ok: false, reason: 'truncated payload' };
+  if (mask(crc32c(bytes.subarray(4, size))) !== bytes.readUInt32LE(0)) return { ok: false, reason: 'crc mismatch' };
+  const p = bytes.subarray(HEADER_SIZE, size);
+  const base = { sequence: header.sequence, time: header.time };
+  try {
+    switch (header.type) {
+      case RecordType.Write:
+        return { ok: true, record: { ...base, type: RecordType.Write, offset: Number(p.readBigUInt64LE(0)), data: p.subarray(8) } };
+      case RecordType.Zero:
+      case RecordType.Trim:
+        if (p.length !== 16) return { ok: false, reason: 'bad zero payload' };
+        return {
+          ok: true,
+          record: { ...base, type: header.type, offset: Number(p.readBigUInt64LE(0)), length: Number(p.readBigUInt64LE(8)) },
+        };
+      case RecordType.Marker: {
+        const [name, next] = readString(p, 0);
+        const [group] = readString(p, next);
+        return { ok: true, record: { ...base, type: RecordType.Marker, name, group } };
+      }
+      case RecordType.Snapshot:
+        return { ok: true, record: { ...base, type: RecordType.Snapshot, name: readString(p, 0)[0] } };
+    }
+  } catch {
+    return { ok: false, reason: 'malformed payload' };
+  }
+  return { ok: false, reason: 'unknown record type' };
+}
+
+function readString(p: Buffer, at: number): [string, number] {
+  const length = p.readUInt32LE(at);
+  if (at + 4 + length > p.length) throw new RangeError('string past payload');
+  return [p.toString('utf8', at + 4, at + 4 + length), at + 4 + length];
+}
+
+/** The byte range of the volume a record changes (zero length for markers and snapshots). */
+export function recordExtent(record: JournalRecord): { offset: number; length: number } {
+  switch (record.type) {
+    case RecordType.Write:
+      return { offset: record.offset, length: record.data.length };
+    case RecordType.Zero:
+    case RecordType.Trim:
+      return { offset: record.offset, length: record.length };
+    default:
+      return { offset: 0, length: 0 };
+  }
+}

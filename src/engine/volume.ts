@@ -1,0 +1,577 @@
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import { TidemarkError, alreadyExists, busy, classifyError, invalidArgument, notFound, outOfRange } from '../util/errors.js';
+import { cloneFile, exists, fsyncDir, punchHole, readFully, writeFileAtomic, writeFully } from '../util/files.js';
+import type { Logger } from '../util/log.js';
+import { Mutex } from '../util/mutex.js';
+import { DirtyTracker } from './generations.js';
+import { Journal, type SegmentSummary } from './journal.js';
+import { checkName } from './names.js';
+import { MAX_RECORD_PAYLOAD, RecordType, recordExtent, type JournalRecord, type RecordBody } from './record.js';
+import type { RetentionPolicy, SnapshotInfo, VolumeInfo, WriteOptions } from './types.js';
+
+export interface SnapshotMeta {
+  name: string;
+  sequence: number;
+  createdAt: number;
+  internal: boolean;
+  method: SnapshotInfo['method'];
+  size: number;
+}
+
+export interface MarkerMeta {
+  name: string;
+  sequence: number;
+  createdAt: number;
+  group: string;
+}
+
+/** What a checkpoint stores besides the bitmaps; also the volume's configuration. */
+interface CheckpointState {
+  version: 1;
+  name: string;
+  size: number;
+  blockSize: number;
+  granularity: number;
+  createdAt: number;
+  retention: RetentionPolicy;
+  segmentSize: number;
+  /** Every record up to this sequence is in the image and the bitmaps below. */
+  checkpoint: number;
+  segments: SegmentSummary[];
+  snapshots: SnapshotMeta[];
+  markers: MarkerMeta[];
+}
+
+type QueuedOp =
+  | { kind: 'write'; offset: number; data: Buffer; fua: boolean; resolve: (seq: number) => void; reject: (e: Error) => void }
+  | { kind: 'zero'; offset: number; length: number; trim: boolean; fua: boolean; resolve: (seq: number) => void; reject: (e: Error) => void }
+  | { kind: 'flush'; resolve: (seq: number) => void; reject: (e: Error) => void };
+
+export const DEFAULT_BLOCK_SIZE = 4096;
+export const DEFAULT_GRANULARITY = 64 * 1024;
+export const DEFAULT_SEGMENT_SIZE = 64 * 1024 * 1024;
+const BATCH_BYTES = 32 * 1024 * 1024;
+const PUNCH_THRESHOLD = 1024 * 1024;
+const ZEROS = Buffer.alloc(PUNCH_THRESHOLD);
+
+const CHECKPOINT_FILE = 'checkpoint';
+const IMAGE_FILE = 'image';
+
+/**
+ * One volume: a raw sparse image, its journal, its differential bitmaps, snapshots and
+ * markers. Writes are batched: each batch is appended to the journal first and then applied
+ * to the image, so the journal always holds at least what the image does. Operations that
+ * need a still volume (snapshots, markers, restores, checkpoints) run between batches.
+ */
+export class Volume {
+  private queue: QueuedOp[] = [];
+  private pumping = false;
+  private readonly lock = new Mutex();
+  private holders = new Map<string, number>();
+  private pins = 0;
+  private failure: TidemarkError | undefined;
+  private closed = false;
+  private segmentCountAtCheckpoint = 0;
+  /** Set when a segment has rolled since the last checkpoint; the engine then runs upkeep. */
+  onUpkeepDue: (() => void) | undefined;
+
+  private constructor(
+    readonly dir: string,
+    private state: CheckpointState,
+    readonly journal: Journal,
+    private image: fs.FileHandle,
+    readonly tracker: DirtyTracker,
+    private readonly logger: Logger,
+  ) {
+    this.segmentCountAtCheckpoint = journal.segmentList().length;
+  }
+
+  // ---- lifecycle -------------------------------------------------------------------------
+
+  static async create(
+    dir: string,
+    name: string,
+    options: { size: number; blockSize: number; granularity: number; retention: RetentionPolicy; segmentSize?: number },
+    logger: Logger,
+    initialImage?: string,
+  ): Promise<Volume> {
+    await fs.mkdir(path.join(dir, 'snapshots'), { recursive: true });
+    const imagePath = path.join(dir, IMAGE_FILE);
+    let method: SnapshotInfo['method'] = 'empty';
+    if (initialImage) {
+      method = await cloneFile(initialImage, imagePath);
+    }
+    const image = await fs.open(imagePath, initialImage ? 'r+' : 'w+', 0o600);
+    await image.truncate(options.size);
+    await image.sync();
+    const journal = await Journal.create(path.join(dir, 'journal'), options.segmentSize ?? DEFAULT_SEGMENT_SIZE, logger);
+    const state: CheckpointState = {
+      version: 1,
+      name,
+      size: options.size,
+      blockSize: options.blockSize,
+      granularity: options.granularity,
+      createdAt: Date.now(),
+      retention: options.retention,
+      segmentSize: options.segmentSize ?? DEFAULT_SEGMENT_SIZE,
+      checkpoint: 0,
+      segments: [],
+      snapshots: [],
+      markers: [],
+    };
+    const volume = new Volume(dir, state, journal, image, new DirtyTracker(options.granularity, options.size), logger);
+    if (initialImage) {
+      // A volume that starts with data keeps that data as its origin, so that it can be
+      // rewound to the moment it was created like any other volume.
+      const originDir = path.join(dir, 'snapshots', '~origin');
+      await fs.mkdir(originDir, { recursive: true });
+      await cloneFile(imagePath, path.join(originDir, IMAGE_FILE));
+      state.snapshots.push({ name: '~origin', sequence: 0, createdAt: state.createdAt, internal: true, method, size: options.size });
+    }
+    await volume.writeCheckpoint();
+    return volume;
+  }
+
+  /** Opens a volume after a clean stop or a crash: replays what the image lacks from the journal. */
+  static async open(dir: string, logger: Logger): Promise<Volume> {
+    const { state, bitmaps } = await readCheckpoint(dir);
+    const tracker = bitmaps.length > 0 ? DirtyTracker.deserialize(bitmaps, state.granularity, state.size) : new DirtyTracker(state.granularity, state.size);
+    const image = await fs.open(path.join(dir, IMAGE_FILE), 'r+');
+    // Records after the checkpoint; bounded because a checkpoint follows every segment roll.
+    const all: JournalRecord[] = [];
+    const { journal, report } = await Journal.open(path.join(dir, 'journal'), state.segmentSize, logger, state.segments, state.checkpoint, (record) =>
+      all.push(record),
+    );
+    const volume = new Volume(dir, state, journal, image, tracker, logger);
+    for (const record of all) {
+      if (record.type === RecordType.Write || record.type === RecordType.Zero || record.type === RecordType.Trim) {
+        await applyToImage(image, path.join(dir, IMAGE_FILE), record);
+        const { offset, length } = recordExtent(record);
+        tracker.mark(offset, length);
+      } else if (record.type === RecordType.Marker) {
+        if (!state.markers.some((m) => m.sequence === record.sequence)) {
+          state.markers.push({ name: record.name, sequence: record.sequence, createdAt: record.time, group: record.group });
+        }
+      } else if (record.type === RecordType.Snapshot) {
+        if (!state.snapshots.some((s) => s.sequence === record.sequence)) {
+          const file = path.join(dir, 'snapshots', record.name, IMAGE_FILE);
+          if (await exists(file)) {
+            state.snapshots.push({ name: record.name, sequence: record.sequence, createdAt: record.time, internal: record.name.startsWith('~'), method: 'sparse-copy', size: state.size });
+            tracker.startGeneration(record.sequence);
+          } else {
+            logger.warn('snapshot record without its copy; ignored', { volume: state.name, snapshot: record.name });
+          }
+        }
+      }
+    }
+    await volume.removeOrphanSnapshots();
+    if (report.replayed > 0 || report.truncatedBytes > 0) {
+      logger.info('volume recovered', { volume: state.name, checkpoint: state.checkpoint, ...report, sequence: journal.lastSequence });
+    }
+    await volume.lock.run(() => volume.writeCheckpoint());
+    return volume;
+  }
+
+  private async removeOrphanSnapshots(): Promise<void> {
+    const known = new Set(this.state.snapshots.map((s) => s.name));
+    const dir = path.join(this.dir, 'snapshots');
+    for (const entry of await fs.readdir(dir)) {
+      if (!known.has(entry)) {
+        this.logger.warn('removing a snapshot copy left by an interrupted operation', { volume: this.name, snapshot: entry });
+        await fs.rm(path.join(dir, entry), { recursive: true, force: true });
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    await this.lock.run(async () => {
+      if (!this.failure) await this.writeCheckpoint().catch((err) => this.logger.error('checkpoint at close failed', { volume: this.name, error: String(err) }));
+      this.closed = true;
+      await this.journal.close();
+      await this.image.close();
+    });
+  }
+
+  // ---- facts -----------------------------------------------------------------------------
+
+  get name(): string {
+    return this.state.name;
+  }
+  get size(): number {
+    return this.state.size;
+  }
+  get blockSize(): number {
+    return this.state.blockSize;
+  }
+  get granularity(): number {
+    return this.state.granularity;
+  }
+  get retention(): RetentionPolicy {
+    return this.state.retention;
+  }
+  get createdAt(): number {
+    return this.state.createdAt;
+  }
+  get imagePath(): string {
+    return path.join(this.dir, IMAGE_FILE);
+  }
+
+  snapshotMeta(): readonly SnapshotMeta[] {
+    return this.state.snapshots;
+  }
+
+  markerMeta(): readonly MarkerMeta[] {
+    return this.state.markers;
+  }
+
+  info(earliestRecoverable: number): VolumeInfo {
+    return {
+      name: this.name,
+      size: this.size,
+      blockSize: this.blockSize,
+      granularity: this.granularity,
+      createdAt: new Date(this.state.createdAt),
+      retention: { ...this.state.retention },
+      sequence: this.journal.lastSequence,
+      earliestRecoverableSequence: earliestRecoverable,
+      journalBytes: this.journal.totalBytes,
+      snapshotCount: this.state.snapshots.filter((s) => !s.internal).length,
+      markerCount: this.state.markers.length,
+      holders: [...this.holders.keys()],
+    };
+  }
+
+  snapshotPath(name: string): string {
+    return path.join(this.dir, 'snapshots', name, IMAGE_FILE);
+  }
+
+  // ---- holders and pins ------------------------------------------------------------------
+
+  /** Marks the volume in use by `holder` (an NBD connection, an attachment). */
+  hold(holder: string): void {
+    this.holders.set(holder, (this.holders.get(holder) ?? 0) + 1);
+  }
+
+  release(holder: string): void {
+    const count = (this.holders.get(holder) ?? 0) - 1;
+    if (count > 0) this.holders.set(holder, count);
+    else this.holders.delete(holder);
+  }
+
+  holderList(): string[] {
+    return [...this.holders.keys()];
+  }
+
+  assertNotInUse(what: string, force = false): void {
+    if (force || this.holders.size === 0) return;
+    throw busy(`cannot ${what} volume "${this.name}" while it is in use by ${this.holderList().join(', ')}; detach it first or force`, {
+      volume: this.name,
+    });
+  }
+
+  /** Keeps the journal from being freed while a restore reads it. */
+  pin(): () => void {
+    this.pins++;
+    let released = false;
+    return () => {
+      if (!released) this.pins--;
+      released = true;
+    };
+  }
+
+  get pinned(): boolean {
+    return this.pins > 0;
+  }
+
+  // ---- data path -------------------------------------------------------------------------
+
+  checkRange(offset: number, length: number, what: string): void {
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
+      throw invalidArgument(`${what}: offset and length must be non-negative whole numbers`, { volume: this.name });
+    }
+    if (offset + length > this.size) {
+      throw outOfRange(`${what}: bytes ${offset}..${offset + length} lie outside volume "${this.name}" of ${this.size} bytes`, {
+        volume: this.name,
+      });
+    }
+  }
+
+  async read(offset: number, length: number): Promise<Buffer> {
+    this.checkRange(offset, length, 'read');
+    this.assertOpen();
+    const buffer = Buffer.allocUnsafe(length);
+    try {
+      await readFully(this.image, buffer, offset);
+    } catch (err) {
+      throw classifyError(err, `reading volume "${this.name}"`);
+    }
+    return buffer;
+  }
+
+  write(offset: number, data: Buffer, options: WriteOptions = {}): Promise<number> {
+    this.checkRange(offset, data.length, 'write');
+    return this.enqueue((resolve, reject) => ({ kind: 'write', offset, data, fua: options.fua === true, resolve, reject }));
+  }
+
+  zero(offset: number, length: number, options: WriteOptions & { trim?: boolean } = {}): Promise<number> {
+    this.checkRange(offset, length, options.trim ? 'trim' : 'zero');
+    return this.enqueue((resolve, reject) => ({
+      kind: 'zero',
+      offset,
+      length,
+      trim: options.trim === true,
+      fua: options.fua === true,
+      resolve,
+      reject,
+    }));
+  }
+
+  /** Makes every write acknowledged so far durable. */
+  flush(): Promise<number> {
+    return this.enqueue((resolve, reject) => ({ kind: 'flush', resolve, reject }));
+  }
+
+  private enqueue(make: (resolve: (seq: number) => void, reject: (e: Error) => void) => QueuedOp): Promise<number> {
+    return new Promise<number>((resolve, reject) => {
+      try {
+        this.assertOpen();
+      } catch (err) {
+        reject(err as Error);
+        return;
+      }
+      this.queue.push(make(resolve, reject));
+      void this.pump();
+    });
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new TidemarkError('UNAVAILABLE', `volume "${this.name}" is closed`, { volume: this.name });
+    if (this.failure) throw this.failure;
+  }
+
+  private async pump(): Promise<void> {
+    if (this.pumping) return;
+    this.pumping = true;
+    try {
+      while (this.queue.length > 0) {
+        let bytes = 0;
+        let count = 0;
+        while (count < this.queue.length && (count === 0 || bytes < BATCH_BYTES)) {
+          const op = this.queue[count]!;
+          bytes += op.kind === 'write' ? op.data.length : 0;
+          count++;
+        }
+        const batch = this.queue.splice(0, count);
+        await this.lock.run(() => this.runBatch(batch));
+      }
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  private async runBatch(batch: QueuedOp[]): Promise<void> {
+    try {
+      this.assertOpen();
+      const bodies: RecordBody[] = [];
+      const lastBodyOf: number[] = [];
+      let durable = false;
+      for (const op of batch) {
+        if (op.kind === 'write') {
+          for (let at = 0; at < op.data.length || (at === 0 && op.data.length === 0); at += MAX_RECORD_PAYLOAD) {
+            bodies.push({ type: RecordType.Write, offset: op.offset + at, data: op.data.subarray(at, at + MAX_RECORD_PAYLOAD) });
+            if (op.data.length === 0) break;
+          }
+          durable ||= op.fua;
+        } else if (op.kind === 'zero') {
+          bodies.push({ type: op.trim ? RecordType.Trim : RecordType.Zero, offset: op.offset, length: op.length });
+          durable ||= op.fua;
+        } else {
+          durable = true;
+        }
+        lastBodyOf.push(bodies.length - 1);
+      }
+      const records = await this.applyLocked(bodies);
+      if (durable) await this.journal.sync();
+      const sequenceAt = (i: number) => (lastBodyOf[i]! >= 0 ? records[lastBodyOf[i]!]!.sequence : this.journal.lastSequence);
+      batch.forEach((op, i) => op.resolve(op.kind === 'flush' ? this.journal.lastSequence : sequenceAt(i)));
+    } catch (err) {
+      const error = classifyError(err, `writing volume "${this.name}"`);
+      for (const op of batch) op.reject(error);
+    }
+    if (this.journal.segmentList().length !== this.segmentCountAtCheckpoint) this.onUpkeepDue?.();
+  }
+
+  /**
+   * Journals records and applies them to the image and the bitmaps. The caller holds the
+   * volume lock, so records reach the image in journal order.
+   */
+  async applyLocked(bodies: RecordBody[]): Promise<JournalRecord[]> {
+    if (bodies.length === 0) return [];
+    const records = bodies.map((body) => ({ ...body, sequence: 0, time: 0 }) as JournalRecord);
+    for (const record of records) {
+      record.sequence = this.journal.allocate();
+      record.time = this.journal.stamp();
+    }
+    await this.journal.append(records);
+    try {
+      if (overlapping(records)) {
+        for (const record of records) await applyToImage(this.image, this.imagePath, record);
+      } else {
+        await Promise.all(records.map((record) => applyToImage(this.image, this.imagePath, record)));
+      }
+    } catch (err) {
+      // The journal holds records the image may lack. Replaying them at the next start puts
+      // the image right; until then the volume refuses I/O rather than serve stale data.
+      this.failure = classifyError(err, `volume "${this.name}" stopped after a failed image write; free space and restart the daemon, journaled data is kept`);
+      this.logger.error('image write failed; volume stopped', { volume: this.name, error: this.failure.message });
+      throw this.failure;
+    }
+    for (const record of records) {
+      const { offset, length } = recordExtent(record);
+      this.tracker.mark(offset, length);
+    }
+    return records;
+  }
+
+  /** Runs `fn` while no batch is in flight and none can start. */
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    return this.lock.run(async () => {
+      this.assertOpen();
+      return fn();
+    });
+  }
+
+  // ---- snapshots and markers -------------------------------------------------------------
+
+  /** Creates a snapshot; the caller holds the lock (see `exclusive`). */
+  async snapshotLocked(name: string, internal: boolean): Promise<SnapshotMeta> {
+    if (!internal) checkName('snapshot', name);
+    if (this.state.snapshots.some((s) => s.name === name)) {
+      throw alreadyExists(`snapshot "${name}" of volume "${this.name}" already exists`, { volume: this.name, snapshot: name });
+    }
+    const dir = path.join(this.dir, 'snapshots', name);
+    await fs.rm(dir, { recursive: true, force: true });
+    await fs.mkdir(dir, { recursive: true });
+    let method: SnapshotMeta['method'];
+    try {
+      method = await cloneFile(this.imagePath, path.join(dir, IMAGE_FILE));
+      await fsyncDir(dir);
+    } catch (err) {
+      await fs.rm(dir, { recursive: true, force: true });
+      throw classifyError(err, `copying volume "${this.name}" for snapshot "${name}"`);
+    }
+    const sequence = this.journal.allocate();
+    const time = this.journal.stamp();
+    await this.journal.append([{ type: RecordType.Snapshot, name, sequence, time }]);
+    await this.journal.sync();
+    const meta: SnapshotMeta = { name, sequence, createdAt: time, internal, method, size: this.size };
+    this.state.snapshots.push(meta);
+    this.tracker.startGeneration(meta.sequence);
+    await this.writeCheckpoint();
+    this.logger.info('snapshot created', { volume: this.name, snapshot: name, sequence: meta.sequence, method, internal });
+    return meta;
+  }
+
+  async deleteSnapshotLocked(name: string): Promise<void> {
+    const index = this.state.snapshots.findIndex((s) => s.name === name);
+    if (index < 0) throw notFound(`snapshot "${name}" of volume "${this.name}" does not exist`, { volume: this.name, snapshot: name });
+    const [meta] = this.state.snapshots.splice(index, 1);
+    this.tracker.dropGeneration(meta!.sequence);
+    await this.writeCheckpoint();
+    await fs.rm(path.join(this.dir, 'snapshots', name), { recursive: true, force: true });
+    this.logger.info('snapshot deleted', { volume: this.name, snapshot: name, sequence: meta!.sequence });
+  }
+
+  /** Appends a marker record and makes it durable; the caller holds the lock. */
+  async markerLocked(name: string, group: string): Promise<MarkerMeta> {
+    checkName('marker', name);
+    if (this.state.markers.some((m) => m.name === name)) {
+      throw alreadyExists(`marker "${name}" already exists on volume "${this.name}"`, { volume: this.name, marker: name });
+    }
+    const sequence = this.journal.allocate();
+    const time = this.journal.stamp();
+    await this.journal.append([{ type: RecordType.Marker, name, group, sequence, time }]);
+    await this.journal.sync();
+    const meta: MarkerMeta = { name, sequence, createdAt: time, group };
+    this.state.markers.push(meta);
+    return meta;
+  }
+
+  /** Forgets markers of a group marker that did not complete before a crash. */
+  dropMarkers(predicate: (m: MarkerMeta) => boolean): MarkerMeta[] {
+    const dropped = this.state.markers.filter(predicate);
+    this.state.markers = this.state.markers.filter((m) => !predicate(m));
+    return dropped;
+  }
+
+  setRetention(retention: RetentionPolicy): void {
+    this.state.retention = { ...retention };
+  }
+
+  // ---- checkpoints -----------------------------------------------------------------------
+
+  /**
+   * Makes the image, bitmaps and metadata durable up to the newest record, in one atomic
+   * file, so that start-up replays only what came after. The caller holds the lock.
+   */
+  async writeCheckpoint(): Promise<void> {
+    await this.image.datasync();
+    this.state.checkpoint = this.journal.lastSequence;
+    this.state.segments = this.journal.summaries();
+    const json = Buffer.from(JSON.stringify(this.state));
+    const head = Buffer.alloc(8);
+    head.write('TDMC', 0, 'latin1');
+    head.writeUInt32LE(json.length, 4);
+    await writeFileAtomic(path.join(this.dir, CHECKPOINT_FILE), Buffer.concat([head, json, this.tracker.serialize()]));
+    this.segmentCountAtCheckpoint = this.journal.segmentList().length;
+  }
+
+  memoryBytes(): number {
+    return this.tracker.memoryBytes();
+  }
+}
+
+async function readCheckpoint(dir: string): Promise<{ state: CheckpointState; bitmaps: Buffer }> {
+  let bytes: Buffer;
+  try {
+    bytes = await fs.readFile(path.join(dir, CHECKPOINT_FILE));
+  } catch (err) {
+    throw classifyError(err, `opening volume at ${dir}`);
+  }
+  if (bytes.toString('latin1', 0, 4) !== 'TDMC') throw new TidemarkError('INTERNAL', `checkpoint of ${dir} is damaged`);
+  const length = bytes.readUInt32LE(4);
+  const state = JSON.parse(bytes.toString('utf8', 8, 8 + length)) as CheckpointState;
+  if (state.version !== 1) throw new TidemarkError('INTERNAL', `checkpoint of ${dir} has unknown version ${String(state.version)}`);
+  return { state, bitmaps: bytes.subarray(8 + length) };
+}
+
+function overlapping(records: JournalRecord[]): boolean {
+  const spans = records
+    .map(recordExtent)
+    .filter((e) => e.length > 0)
+    .sort((a, b) => a.offset - b.offset);
+  for (let i = 1; i < spans.length; i++) {
+    if (spans[i]!.offset < spans[i - 1]!.offset + spans[i - 1]!.length) return true;
+  }
+  return false;
+}
+
+export async function applyToImage(image: fs.FileHandle, imagePath: string, record: JournalRecord): Promise<void> {
+  switch (record.type) {
+    case RecordType.Write:
+      await writeFully(image, record.data, record.offset);
+      return;
+    case RecordType.Zero:
+    case RecordType.Trim:
+      if (record.length >= PUNCH_THRESHOLD) {
+        await punchHole(imagePath, record.offset, record.length);
+      } else {
+        await writeFully(image, ZEROS.subarray(0, record.length), record.offset);
+      }
+      return;
+    default:
+      return;
+  }
+}
