@@ -6,4 +6,5 @@ export default {
   testTimeout: 120000,
   maxWorkers: 2,
   verbose: false,
+  reporters: ['default', '<rootDir>/hack/jest-summary-reporter.cjs'],
 };

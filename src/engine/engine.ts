@@ -184,6 +184,13 @@ export class Engine {
     });
   }
 
+  /** Grows a volume (volumes never shrink: a filesystem on it would lose data). */
+  async resizeVolume(name: string, size: number): Promise<VolumeInfo> {
+    const volume = this.volume(name);
+    await volume.exclusive(() => volume.resizeLocked(size));
+    return this.info(volume);
+  }
+
   enforceRetention(name: string, now?: number): Promise<RetentionOutcome> {
     const volume = this.volume(name);
     return volume.exclusive(() => enforceRetentionLocked(volume, this.logger, now));

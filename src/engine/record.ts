@@ -25,13 +25,16 @@ export enum RecordType {
   Trim = 3,
   Marker = 4,
   Snapshot = 5,
+  /** The volume grew to `size` bytes; recorded so replay and history know the size. */
+  Resize = 6,
 }
 
 export type RecordBody =
   | { type: RecordType.Write; offset: number; data: Buffer }
   | { type: RecordType.Zero | RecordType.Trim; offset: number; length: number }
   | { type: RecordType.Marker; name: string; group: string }
-  | { type: RecordType.Snapshot; name: string };
+  | { type: RecordType.Snapshot; name: string }
+  | { type: RecordType.Resize; size: number };
 
 export type JournalRecord = RecordBody & { sequence: number; time: number };
 
@@ -67,6 +70,8 @@ function payloadSize(body: RecordBody): number {
       return 4 + Buffer.byteLength(body.name) + 4 + Buffer.byteLength(body.group);
     case RecordType.Snapshot:
       return 4 + Buffer.byteLength(body.name);
+    case RecordType.Resize:
+      return 8;
   }
 }
 
@@ -98,6 +103,9 @@ export function encodeRecord(record: JournalRecord, target: Buffer, at = 0): num
       break;
     case RecordType.Snapshot:
       writeString(target, p, record.name);
+      break;
+    case RecordType.Resize:
+      target.writeBigUInt64LE(BigInt(record.size), p);
       break;
   }
   target.writeUInt32LE(mask(crc32c(target.subarray(at + 4, at + size))), at);
@@ -158,6 +166,9 @@ export function decodeRecord(bytes: Buffer): { ok: true; record: JournalRecord }
       }
       case RecordType.Snapshot:
         return { ok: true, record: { ...base, type: RecordType.Snapshot, name: readString(p, 0)[0] } };
+      case RecordType.Resize:
+        if (p.length !== 8) return { ok: false, reason: 'bad resize payload' };
+        return { ok: true, record: { ...base, type: RecordType.Resize, size: Number(p.readBigUInt64LE(0)) } };
     }
   } catch {
     return { ok: false, reason: 'malformed payload' };

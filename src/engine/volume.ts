@@ -149,6 +149,12 @@ export class Volume {
         await applyToImage(image, path.join(dir, IMAGE_FILE), record);
         const { offset, length } = recordExtent(record);
         tracker.mark(offset, length);
+      } else if (record.type === RecordType.Resize) {
+        if (record.size > state.size) {
+          await image.truncate(record.size);
+          state.size = record.size;
+          tracker.resize(record.size);
+        }
       } else if (record.type === RecordType.Marker) {
         if (!state.markers.some((m) => m.sequence === record.sequence)) {
           state.markers.push({ name: record.name, sequence: record.sequence, createdAt: record.time, group: record.group });
@@ -504,6 +510,25 @@ export class Volume {
     const dropped = this.state.markers.filter(predicate);
     this.state.markers = this.state.markers.filter((m) => !predicate(m));
     return dropped;
+  }
+
+  /** Grows the volume; the new bytes read as zeros. The caller holds the lock. */
+  async resizeLocked(size: number): Promise<void> {
+    if (!Number.isSafeInteger(size) || size % this.blockSize !== 0) {
+      throw invalidArgument(`new size ${size} of volume "${this.name}" must be a multiple of the block size ${this.blockSize}`, { volume: this.name });
+    }
+    if (size < this.size) {
+      throw outOfRange(`volume "${this.name}" cannot shrink from ${this.size} to ${size} bytes`, { volume: this.name });
+    }
+    if (size === this.size) return;
+    const sequence = this.journal.allocate();
+    await this.journal.append([{ type: RecordType.Resize, size, sequence, time: this.journal.stamp() }]);
+    await this.journal.sync();
+    await this.image.truncate(size);
+    this.state.size = size;
+    this.tracker.resize(size);
+    await this.writeCheckpoint();
+    this.logger.info('volume resized', { volume: this.name, size, sequence });
   }
 
   setRetention(retention: RetentionPolicy): void {
