@@ -41,6 +41,8 @@ const GROUPS_FILE = 'groups.log';
 export class Engine {
   private volumes = new Map<string, Volume>();
   private upkeepRunning = new Set<string>();
+  /** Names of volumes being built, so two concurrent creations cannot both pass the check. */
+  private creating = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
 
@@ -131,20 +133,27 @@ export class Engine {
 
   /** Builds a volume in a hidden directory and renames it into place, so a crash leaves none or all of it. */
   private async materialise(name: string, settings: Required<Omit<VolumeOptions, 'retention'>> & { retention: RetentionPolicy }, initialImage?: string): Promise<Volume> {
+    if (this.volumes.has(name) || this.creating.has(name)) throw alreadyExists(`volume "${name}" already exists`, { volume: name });
+    this.creating.add(name);
     const root = path.join(this.store, 'volumes');
-    const staging = path.join(root, `.creating-${name}-${randomUUID()}`);
+    // Not named after the volume: a name may take all 255 bytes a directory entry allows.
+    const staging = path.join(root, `.creating-${randomUUID()}`);
     try {
-      const built = await Volume.create(staging, name, { ...settings, segmentSize: this.segmentSize }, this.logger, initialImage);
-      await built.close();
-      await fs.rename(staging, path.join(root, name));
-      await fsyncDir(root);
-    } catch (err) {
-      await fs.rm(staging, { recursive: true, force: true });
-      throw classifyError(err, `creating volume "${name}"`);
+      try {
+        const built = await Volume.create(staging, name, { ...settings, segmentSize: this.segmentSize }, this.logger, initialImage);
+        await built.close();
+        await fs.rename(staging, path.join(root, name));
+        await fsyncDir(root);
+      } catch (err) {
+        await fs.rm(staging, { recursive: true, force: true });
+        throw classifyError(err, `creating volume "${name}"`);
+      }
+      const volume = await Volume.open(path.join(root, name), this.logger);
+      this.attach(volume);
+      return volume;
+    } finally {
+      this.creating.delete(name);
     }
-    const volume = await Volume.open(path.join(root, name), this.logger);
-    this.attach(volume);
-    return volume;
   }
 
   async deleteVolume(name: string, options: { force?: boolean } = {}): Promise<void> {
@@ -154,7 +163,7 @@ export class Engine {
     this.volumes.delete(name);
     await volume.close();
     const root = path.join(this.store, 'volumes');
-    const doomed = path.join(root, `.deleting-${name}-${randomUUID()}`);
+    const doomed = path.join(root, `.deleting-${randomUUID()}`);
     await fs.rename(path.join(root, name), doomed);
     await fsyncDir(root);
     await fs.rm(doomed, { recursive: true, force: true });
@@ -173,7 +182,7 @@ export class Engine {
     return volume.info(earliestRecoverable(volume));
   }
 
-  setRetention(name: string, retention: RetentionPolicy): Promise<VolumeInfo> {
+  async setRetention(name: string, retention: RetentionPolicy): Promise<VolumeInfo> {
     const volume = this.volume(name);
     validateRetention(retention);
     return volume.exclusive(async () => {
@@ -191,7 +200,7 @@ export class Engine {
     return this.info(volume);
   }
 
-  enforceRetention(name: string, now?: number): Promise<RetentionOutcome> {
+  async enforceRetention(name: string, now?: number): Promise<RetentionOutcome> {
     const volume = this.volume(name);
     return volume.exclusive(() => enforceRetentionLocked(volume, this.logger, now));
   }
@@ -206,20 +215,27 @@ export class Engine {
   }
 
   // ---- data path -------------------------------------------------------------------------
+  // Async throughout, so that a missing volume or a bad range rejects the promise instead of
+  // throwing at the caller, which may be chaining .then(reply, replyError).
 
-  read(name: string, offset: number, length: number): Promise<Buffer> {
+  async read(name: string, offset: number, length: number): Promise<Buffer> {
     return this.volume(name).read(offset, length);
   }
 
-  write(name: string, offset: number, data: Buffer, options?: WriteOptions): Promise<number> {
+  /** Like `read`, into a buffer the caller owns: the NBD server reuses its reply buffers. */
+  async readInto(name: string, offset: number, target: Buffer): Promise<void> {
+    return this.volume(name).readInto(offset, target);
+  }
+
+  async write(name: string, offset: number, data: Buffer, options?: WriteOptions): Promise<number> {
     return this.volume(name).write(offset, data, options);
   }
 
-  zero(name: string, offset: number, length: number, options?: WriteOptions & { trim?: boolean }): Promise<number> {
+  async zero(name: string, offset: number, length: number, options?: WriteOptions & { trim?: boolean }): Promise<number> {
     return this.volume(name).zero(offset, length, options);
   }
 
-  flush(name: string): Promise<number> {
+  async flush(name: string): Promise<number> {
     return this.volume(name).flush();
   }
 
@@ -245,7 +261,15 @@ export class Engine {
     const volume = this.volume(volumeName);
     const meta = volume.snapshotMeta().find((s) => s.name === name);
     if (meta?.internal) throw invalidArgument(`snapshot "${name}" is the engine's own base; it goes when the journal before it is freed`);
-    await volume.exclusive(() => volume.deleteSnapshotLocked(name));
+    await volume.exclusive(async () => {
+      const snapshot = volume.snapshotMeta().find((s) => s.name === name);
+      // When the oldest recoverable point starts from this snapshot, deleting its copy would
+      // expire every later marker although their journal is still here: the engine keeps it
+      // as its own base instead, until retention frees the journal it serves.
+      const isBase = snapshot !== undefined && snapshot.sequence === earliestRecoverable(volume) && volume.journal.firstSequence <= snapshot.sequence + 1;
+      if (isBase) await volume.retireSnapshotLocked(name);
+      else await volume.deleteSnapshotLocked(name);
+    });
   }
 
   /** Path of a snapshot's image, for layers that serve snapshot data (NBD, CSI clones). */
@@ -313,7 +337,9 @@ export class Engine {
   private async commitGroup(group: string, name: string, volumes: string[]): Promise<void> {
     const handle = await fs.open(path.join(this.store, GROUPS_FILE), 'a');
     try {
-      await handle.write(JSON.stringify({ group, name, volumes }) + '\n');
+      // The leading newline ends a line that a crash or a full disk left torn, which would
+      // otherwise swallow this entry; writeFile also loops over short writes.
+      await handle.writeFile('\n' + JSON.stringify({ group, name, volumes }) + '\n');
       await handle.sync();
     } finally {
       await handle.close();
@@ -369,7 +395,9 @@ export class Engine {
     } else {
       volume.assertNotInUse('restore', request.force);
     }
-    const unpin = volume.pin();
+    // Pinned under the lock: retention runs under it too, so one already under way finishes
+    // before the restore looks for its base, and none starts until the restore is done.
+    const unpin = await volume.exclusive(async () => volume.pin());
     try {
       const source = request.source;
       const finish = (pointSequence: number, method: RestoreResult['method'], progress: RestoreProgress, base?: string): RestoreResult => {
@@ -434,6 +462,12 @@ export class Engine {
     const what = `time ${source.time.toISOString()}`;
     const found = await volume.journal.lastSequenceAtOrBefore(time);
     if (found !== undefined) return { point: found, what };
+    // Every record left in the journal is later, so the answer is the newest freed record. Its
+    // time is still known when it was a snapshot or a marker (retention leaves its base
+    // snapshot there), and without this a time after a fully freed journal would be "expired".
+    const lastFreed = volume.journal.firstSequence - 1;
+    const recorded = [...volume.snapshotMeta(), ...volume.markerMeta()].some((r) => r.sequence === lastFreed && r.createdAt <= time);
+    if (lastFreed > 0 && recorded) return { point: lastFreed, what };
     if (time >= volume.createdAt && volume.journal.firstSequence <= 1) return { point: 0, what };
     if (time < volume.createdAt) throw invalidArgument(`${what} is before volume "${volume.name}" was created (${new Date(volume.createdAt).toISOString()})`);
     throw expiredError(volume, what, 0);

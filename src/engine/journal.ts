@@ -1,6 +1,6 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { classifyError } from '../util/errors.js';
+import { TidemarkError, classifyError } from '../util/errors.js';
 import { fsyncDir, readFully, writeFully } from '../util/files.js';
 import type { Logger } from '../util/log.js';
 import {
@@ -118,6 +118,9 @@ export class Journal {
     const last = journal.segments[journal.segments.length - 1];
     if (last) {
       journal.active = await fs.open(last.file, 'r+');
+      // Records after the checkpoint may be a crashed process's unsynced writes, still only in
+      // the page cache; the checkpoint that will count them must sync them first.
+      journal.dirtySinceSync = report.replayed > 0;
     } else {
       await journal.openNewSegment(journal.nextSequence);
     }
@@ -215,7 +218,9 @@ export class Journal {
     while (i < bodies.length) {
       let segment = this.segments[this.segments.length - 1]!;
       if (segment.size > 0 && segment.size + encodedSize(bodies[i]!) > this.segmentSize) {
-        await this.roll();
+        // Sequences are allocated before append, so the new segment starts at this record's
+        // sequence, not at nextSequence (which is already past the whole batch).
+        await this.roll(bodies[i]!.sequence);
         segment = this.segments[this.segments.length - 1]!;
       }
       let bytes = 0;
@@ -269,12 +274,12 @@ export class Journal {
     }
   }
 
-  private async roll(): Promise<void> {
+  private async roll(firstSequence = this.nextSequence): Promise<void> {
     const old = this.active;
     await old.datasync();
     await old.close();
-    await this.openNewSegment(this.nextSequence);
-    this.logger.debug('journal segment rolled', { dir: this.dir, firstSequence: this.nextSequence });
+    await this.openNewSegment(firstSequence);
+    this.logger.debug('journal segment rolled', { dir: this.dir, firstSequence });
   }
 
   /** Starts a new segment now, so the current one becomes closed and can later be freed. */
@@ -288,6 +293,7 @@ export class Journal {
    * Segments wholly outside the range are skipped.
    */
   async *headers(from: number, to: number): AsyncGenerator<RecordHeader & { segment: number }> {
+    const run = new DenseRun(from, to);
     for (let index = 0; index < this.segments.length; index++) {
       const segment = this.segments[index]!;
       if (segment.lastSequence < from || segment.firstSequence > to) continue;
@@ -300,8 +306,9 @@ export class Journal {
         const parsed = parseHeader(header);
         if (!parsed.ok) throw classifyError(new Error(`journal damaged at ${segment.file}:${at}: ${parsed.reason}`), 'reading the journal');
         const size = HEADER_SIZE + parsed.payloadLength;
-        if (parsed.sequence > to) return;
+        if (parsed.sequence > to) return run.end();
         if (parsed.sequence >= from) {
+          run.next(parsed.sequence);
           let offset = 0;
           let length = 0;
           if (parsed.type === RecordType.Write) {
@@ -325,10 +332,12 @@ export class Journal {
         at += size;
       }
     }
+    run.end();
   }
 
   /** Reads whole records with sequence in [from, to], oldest first. */
   async *records(from: number, to: number): AsyncGenerator<JournalRecord> {
+    const run = new DenseRun(from, to);
     for (const segment of this.segments) {
       if (segment.lastSequence < from || segment.firstSequence > to) continue;
       const handle = await this.readHandle(segment.file);
@@ -339,10 +348,14 @@ export class Journal {
         const decoded = decodeRecord(bytes.subarray(at));
         if (!decoded.ok) throw classifyError(new Error(`journal damaged at ${segment.file}:${at}: ${decoded.reason}`), 'reading the journal');
         at += HEADER_SIZE + bytes.readUInt32LE(at + 4);
-        if (decoded.record.sequence > to) return;
-        if (decoded.record.sequence >= from) yield decoded.record;
+        if (decoded.record.sequence > to) return run.end();
+        if (decoded.record.sequence >= from) {
+          run.next(decoded.record.sequence);
+          yield decoded.record;
+        }
       }
     }
+    run.end();
   }
 
   /** Reads part of a write record's data, located by `headers`. */
@@ -410,6 +423,34 @@ export class Journal {
     await this.active.close().catch(() => undefined);
     for (const handle of this.readHandles.values()) await handle.close().catch(() => undefined);
     this.readHandles.clear();
+  }
+}
+
+/**
+ * Checks that a read of [from, to] sees every sequence number once, in order: a record freed
+ * while a restore was reading must fail the restore, never silently drop out of the data.
+ */
+class DenseRun {
+  private expected: number;
+
+  constructor(
+    from: number,
+    private readonly to: number,
+  ) {
+    this.expected = from;
+  }
+
+  next(sequence: number): void {
+    if (sequence !== this.expected) throw this.gone();
+    this.expected++;
+  }
+
+  end(): void {
+    if (this.expected <= this.to) throw this.gone();
+  }
+
+  private gone(): TidemarkError {
+    return new TidemarkError('INTERNAL', `journal records from sequence ${this.expected} to ${this.to} are no longer in the journal`);
   }
 }
 

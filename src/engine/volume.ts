@@ -128,6 +128,9 @@ export class Volume {
       await fs.mkdir(originDir, { recursive: true });
       await cloneFile(imagePath, path.join(originDir, IMAGE_FILE));
       state.snapshots.push({ name: '~origin', sequence: 0, createdAt: state.createdAt, internal: true, method, size: options.size });
+      // The inherited data was never written through this volume, yet a backup reading only
+      // the allocated extents must see it: count all of it as written at creation.
+      volume.tracker.mark(0, options.size);
     }
     await volume.writeCheckpoint();
     return volume;
@@ -306,14 +309,20 @@ export class Volume {
 
   async read(offset: number, length: number): Promise<Buffer> {
     this.checkRange(offset, length, 'read');
-    this.assertOpen();
     const buffer = Buffer.allocUnsafe(length);
+    await this.readInto(offset, buffer);
+    return buffer;
+  }
+
+  /** Reads `target.length` bytes at `offset` into the caller's buffer, which may be reused. */
+  async readInto(offset: number, target: Buffer): Promise<void> {
+    this.checkRange(offset, target.length, 'read');
+    this.assertOpen();
     try {
-      await readFully(this.image, buffer, offset);
+      await readFully(this.image, target, offset);
     } catch (err) {
       throw classifyError(err, `reading volume "${this.name}"`);
     }
-    return buffer;
   }
 
   write(offset: number, data: Buffer, options: WriteOptions = {}): Promise<number> {
@@ -490,6 +499,28 @@ export class Volume {
     this.logger.info('snapshot deleted', { volume: this.name, snapshot: name, sequence: meta!.sequence });
   }
 
+  /**
+   * Hands a user snapshot over to the engine as an internal base: its name is free again and
+   * the copy stays only while retention needs it. The image is linked under the new name
+   * before the checkpoint and the old name removed after it, so a crash at any moment leaves
+   * a whole copy under the name the checkpoint knows. The caller holds the lock.
+   */
+  async retireSnapshotLocked(name: string): Promise<SnapshotMeta> {
+    const index = this.state.snapshots.findIndex((s) => s.name === name);
+    if (index < 0) throw notFound(`snapshot "${name}" of volume "${this.name}" does not exist`, { volume: this.name, snapshot: name });
+    const retired: SnapshotMeta = { ...this.state.snapshots[index]!, name: `~base-${this.state.snapshots[index]!.sequence}`, internal: true };
+    const dir = path.join(this.dir, 'snapshots', retired.name);
+    await fs.rm(dir, { recursive: true, force: true });
+    await fs.mkdir(dir);
+    await fs.link(this.snapshotPath(name), path.join(dir, IMAGE_FILE)).catch(() => cloneFile(this.snapshotPath(name), path.join(dir, IMAGE_FILE)));
+    await fsyncDir(dir);
+    this.state.snapshots[index] = retired;
+    await this.writeCheckpoint();
+    await fs.rm(path.join(this.dir, 'snapshots', name), { recursive: true, force: true });
+    this.logger.info('snapshot deleted; kept as the base of the remaining journal', { volume: this.name, snapshot: name, base: retired.name, sequence: retired.sequence });
+    return retired;
+  }
+
   /** Appends a marker record and makes it durable; the caller holds the lock. */
   async markerLocked(name: string, group: string): Promise<MarkerMeta> {
     checkName('marker', name);
@@ -542,6 +573,9 @@ export class Volume {
    * file, so that start-up replays only what came after. The caller holds the lock.
    */
   async writeCheckpoint(): Promise<void> {
+    // The checkpoint says the image holds every record up to here; the journal must hold them
+    // durably first, or a power cut could leave image data that no journal record explains.
+    await this.journal.sync();
     await this.image.datasync();
     this.state.checkpoint = this.journal.lastSequence;
     this.state.segments = this.journal.summaries();

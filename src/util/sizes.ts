@@ -36,5 +36,6 @@ export function formatSize(bytes: number): string {
 }
 
 export function isPowerOfTwo(n: number): boolean {
-  return Number.isSafeInteger(n) && n > 0 && (n & (n - 1)) === 0;
+  // BigInt, because JavaScript's bitwise operators see only the low 32 bits of a number.
+  return Number.isSafeInteger(n) && n > 0 && (BigInt(n) & (BigInt(n) - 1n)) === 0n;
 }

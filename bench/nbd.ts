@@ -1,0 +1,485 @@
+/**
+ * NBD data path benchmark: tidemark against nbdkit's file plugin and qemu-nbd, each serving
+ * the same size on its own unix socket, driven by the same clients (nbdcopy, qemu-img
+ * bench). Prints a table with the ratios tidemark/nbdkit and tidemark/qemu-nbd next to the
+ * design's targets. Timing is reported, never asserted.
+ *
+ *   npm run bench:nbd -- [--quick] [--runs N] [--profile] [--dir BASE]
+ *
+ *   --quick     128 MiB and fewer operations instead of 1 GiB
+ *   --runs N    repetitions per measurement; the median is shown (default 3, quick 1)
+ *   --profile   run the tidemark server under `node --cpu-prof` and summarise where its
+ *               CPU time went
+ *   --dir BASE  where images, the store and sockets go (default: the system temp dir)
+ *
+ * Internally `node dist/bench/nbd.js --serve STORE SOCKET VOLUME SIZE` is the tidemark
+ * server process: an engine and an NbdServer, as `tidemark serve` runs them.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
+import * as fs from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { Engine, type VolumeInfo } from '../src/engine/index.js';
+import { NbdServer, nbdUnixUri, type NbdBackend } from '../src/nbd/index.js';
+import { silentLogger } from '../src/util/log.js';
+
+const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
+const SELF = fileURLToPath(import.meta.url);
+
+// ---- server mode ------------------------------------------------------------------------
+
+async function serve(store: string, socket: string, volume: string, size: number): Promise<void> {
+  const logger = silentLogger();
+  const engine = await Engine.open({ store, logger });
+  if (!engine.has(volume)) await engine.createVolume(volume, { size });
+  const server = new NbdServer(engine, logger);
+  await server.listenUnix(socket);
+  const stop = async () => {
+    await server.close();
+    await engine.close();
+    // A normal exit, so that --cpu-prof writes its profile.
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void stop());
+  process.on('SIGINT', () => void stop());
+  process.stdout.write('ready\n');
+}
+
+/**
+ * The NBD layer over a volume held in memory: what the protocol code alone can do, with
+ * no journal, image or page cache behind it. For the profile, not for the targets.
+ */
+class MemoryBackend implements NbdBackend {
+  private readonly data: Buffer;
+  constructor(
+    private readonly name: string,
+    readonly size: number,
+  ) {
+    this.data = Buffer.alloc(size);
+  }
+  has(name: string): boolean {
+    return name === this.name;
+  }
+  volumeInfo(): VolumeInfo {
+    return {
+      name: this.name,
+      size: this.size,
+      blockSize: 4096,
+      granularity: 65536,
+      createdAt: new Date(0),
+      retention: {},
+      sequence: 0,
+      earliestRecoverableSequence: 0,
+      journalBytes: 0,
+      snapshotCount: 0,
+      markerCount: 0,
+      holders: [],
+    };
+  }
+  listVolumes(): VolumeInfo[] {
+    return [this.volumeInfo()];
+  }
+  listSnapshots(): [] {
+    return [];
+  }
+  async read(_name: string, offset: number, length: number): Promise<Buffer> {
+    return Buffer.from(this.data.subarray(offset, offset + length));
+  }
+  async readInto(_name: string, offset: number, target: Buffer): Promise<void> {
+    this.data.copy(target, 0, offset, offset + target.length);
+  }
+  async write(_name: string, offset: number, data: Buffer): Promise<number> {
+    data.copy(this.data, offset);
+    return 0;
+  }
+  async zero(_name: string, offset: number, length: number): Promise<number> {
+    this.data.fill(0, offset, offset + length);
+    return 0;
+  }
+  async flush(): Promise<number> {
+    return 0;
+  }
+  allocated(_name: string, range?: { offset: number; length: number }): { offset: number; length: number }[] {
+    return [range ?? { offset: 0, length: this.size }];
+  }
+  diff(): { offset: number; length: number }[] {
+    throw new Error('no snapshots in memory');
+  }
+  hold(): void {}
+  release(): void {}
+}
+
+async function serveMemory(socket: string, volume: string, size: number): Promise<void> {
+  const server = new NbdServer(new MemoryBackend(volume, size), silentLogger());
+  await server.listenUnix(socket);
+  const stop = async () => {
+    await server.close();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void stop());
+  process.stdout.write('ready\n');
+}
+
+// ---- orchestration ----------------------------------------------------------------------
+
+type TargetName = 'tidemark' | 'nbdkit' | 'qemu-nbd' | 'tidemark-ram' | 'nbdkit-memory';
+
+interface Target {
+  name: TargetName;
+  uri: string;
+  process: ChildProcess;
+}
+
+interface Measurement {
+  id: string;
+  label: string;
+  unit: 'MiB/s' | 'IOPS';
+  /** Ratio tidemark/peer the design asks for, against which peer. */
+  target?: { peer: 'qemu-nbd' | 'both'; ratio: number };
+  run: (target: Target) => Promise<number>;
+}
+
+function need(command: string, pkg: string): void {
+  if (spawnSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' }).status !== 0) {
+    throw new Error(`${command} is missing: apt-get install ${pkg}`);
+  }
+}
+
+function exec(command: string, args: string[]): Promise<{ stdout: string; ms: number }> {
+  return new Promise((resolve, reject) => {
+    const started = process.hrtime.bigint();
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      const ms = Number(process.hrtime.bigint() - started) / 1e6;
+      if (code === 0) resolve({ stdout, ms });
+      else reject(new Error(`${command} ${args.join(' ')} exited ${code}: ${stderr.trim()}`));
+    });
+  });
+}
+
+/** Starts a server and waits until its socket accepts connections. */
+const HAVE_SETPRIV = spawnSync('sh', ['-c', 'command -v setpriv'], { stdio: 'ignore' }).status === 0;
+
+async function startServer(name: TargetName, command: string, args: string[], socket: string): Promise<Target> {
+  // Servers die with the benchmark even when it is killed (qemu-nbd has no option for that).
+  const [cmd, argv] = HAVE_SETPRIV ? ['setpriv', ['--pdeathsig', 'TERM', command, ...args]] : [command, args];
+  const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'inherit'] });
+  child.stdout!.resume();
+  const volume = name.startsWith('tidemark') ? 'bench' : '';
+  const uri = nbdUnixUri(volume, socket);
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`${name} exited with ${child.exitCode} before serving`);
+    const probe = spawnSync('nbdinfo', ['--size', uri], { stdio: 'ignore' });
+    if (probe.status === 0) break;
+    if (Date.now() > deadline) throw new Error(`${name} did not come up on ${socket}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return { name, uri, process: child };
+}
+
+async function stopServer(target: Target): Promise<void> {
+  if (target.process.exitCode !== null) return;
+  const exited = new Promise<void>((resolve) => target.process.once('exit', () => resolve()));
+  target.process.kill('SIGTERM');
+  const timer = setTimeout(() => target.process.kill('SIGKILL'), 30_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+/** qemu-img bench prints "Run completed in N seconds." */
+function benchSeconds(stdout: string): number {
+  const match = /Run completed in ([\d.]+) seconds/.exec(stdout);
+  if (!match) throw new Error(`unexpected qemu-img bench output: ${stdout}`);
+  return Number(match[1]);
+}
+
+async function writeRandomFile(file: string, size: number): Promise<void> {
+  const out = createWriteStream(file);
+  // Incompressible but cheap: one random MiB, rotated per MiB so no two MiB are equal.
+  const base = Buffer.alloc(MiB);
+  for (let i = 0; i < MiB; i += 4) base.writeUInt32LE((Math.random() * 0x1_0000_0000) >>> 0, i);
+  for (let at = 0; at < size; at += MiB) {
+    const chunk = Buffer.allocUnsafe(MiB);
+    const shift = ((at / MiB) * 4099) % MiB;
+    base.copy(chunk, 0, shift);
+    base.copy(chunk, MiB - shift, 0, shift);
+    chunk.writeUInt32LE(at / MiB, 0);
+    if (!out.write(chunk)) await new Promise<void>((r) => out.once('drain', () => r()));
+  }
+  await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+// ---- CPU profile summary ----------------------------------------------------------------
+
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  hitCount?: number;
+  children?: number[];
+}
+
+interface CpuProfile {
+  nodes: ProfileNode[];
+  startTime: number;
+  endTime: number;
+  samples?: number[];
+  timeDeltas?: number[];
+}
+
+function category(node: ProfileNode): string {
+  const { functionName, url } = node.callFrame;
+  if (functionName === '(idle)') return 'idle (waiting for I/O)';
+  if (functionName === '(garbage collector)') return 'garbage collection';
+  if (functionName === '(program)') return 'native/V8 (program)';
+  if (url.includes('/src/nbd/')) return 'tidemark nbd';
+  if (url.includes('/src/engine/') || url.includes('/src/util/')) return 'tidemark engine';
+  if (url.includes('node_modules')) return 'dependencies';
+  if (url.startsWith('node:')) return 'node core (streams, fs, net)';
+  if (url === '') return 'native builtins';
+  return 'other';
+}
+
+async function summariseProfile(dir: string): Promise<string> {
+  const files = (await fs.readdir(dir)).filter((f) => f.endsWith('.cpuprofile'));
+  if (files.length === 0) return 'no CPU profile was written';
+  const profile = JSON.parse(await fs.readFile(path.join(dir, files[0]!), 'utf8')) as CpuProfile;
+  const totalUs = profile.endTime - profile.startTime;
+  const samples = profile.samples?.length ?? 0;
+  const perSampleUs = samples > 0 ? totalUs / samples : 0;
+  const byCategory = new Map<string, number>();
+  const byFunction = new Map<string, number>();
+  for (const node of profile.nodes) {
+    const hits = node.hitCount ?? 0;
+    if (hits === 0) continue;
+    const cat = category(node);
+    byCategory.set(cat, (byCategory.get(cat) ?? 0) + hits);
+    const where = node.callFrame.url ? `${node.callFrame.url.replace(/^.*\/(dist|node_modules)\//, '')}:${node.callFrame.lineNumber + 1}` : '';
+    const key = `${node.callFrame.functionName || '(anonymous)'} ${where}`.trim();
+    byFunction.set(key, (byFunction.get(key) ?? 0) + hits);
+  }
+  const busy = samples - (byCategory.get('idle (waiting for I/O)') ?? 0);
+  const lines = [`CPU profile of the tidemark server: ${(totalUs / 1e6).toFixed(1)} s wall, ${((busy * perSampleUs) / 1e6).toFixed(1)} s on the main thread (${((100 * busy) / Math.max(1, samples)).toFixed(0)}% busy)`];
+  lines.push('  by area (share of all samples):');
+  for (const [cat, hits] of [...byCategory].sort((a, b) => b[1] - a[1])) {
+    lines.push(`    ${cat.padEnd(32)} ${((100 * hits) / samples).toFixed(1).padStart(5)}%`);
+  }
+  lines.push('  hottest functions, self time (share of busy samples):');
+  for (const [fn, hits] of [...byFunction].filter(([k]) => !k.startsWith('(idle)')).sort((a, b) => b[1] - a[1]).slice(0, 15)) {
+    lines.push(`    ${((100 * hits) / Math.max(1, busy)).toFixed(1).padStart(5)}%  ${fn}`);
+  }
+  return lines.join('\n');
+}
+
+function printTable(header: string[], rows: string[][], leftAligned: number[]): void {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const left = (i: number) => leftAligned.includes(i);
+  const line = (cells: string[]) => '| ' + cells.map((c, i) => (left(i) ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ') + ' |';
+  console.log(line(header));
+  console.log('|' + widths.map((w, i) => (left(i) ? '-'.repeat(w + 2) : '-'.repeat(w + 1) + ':')).join('|') + '|');
+  for (const r of rows) console.log(line(r));
+}
+
+// ---- main -------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      serve: { type: 'boolean', default: false },
+      'serve-memory': { type: 'boolean', default: false },
+      quick: { type: 'boolean', default: false },
+      runs: { type: 'string' },
+      profile: { type: 'boolean', default: false },
+      dir: { type: 'string' },
+    },
+    allowPositionals: true,
+    strict: false,
+  });
+  if (values.serve) {
+    const [store, socket, volume, size] = process.argv.slice(process.argv.indexOf('--serve') + 1);
+    await serve(store!, socket!, volume!, Number(size));
+    return;
+  }
+  if (values['serve-memory']) {
+    const [socket, volume, size] = process.argv.slice(process.argv.indexOf('--serve-memory') + 1);
+    await serveMemory(socket!, volume!, Number(size));
+    return;
+  }
+  for (const [command, pkg] of [
+    ['nbdcopy', 'libnbd-bin'],
+    ['nbdinfo', 'libnbd-bin'],
+    ['qemu-img', 'qemu-utils'],
+    ['qemu-nbd', 'qemu-utils'],
+    ['nbdkit', 'nbdkit'],
+  ]) {
+    need(command!, pkg!);
+  }
+  process.stdout.on('error', () => undefined); // a closed pipe (| head) must not skip the cleanup
+  const quick = values.quick === true;
+  const size = quick ? 128 * MiB : GiB;
+  const runs = Number(values.runs ?? (quick ? 1 : 3));
+  const qd1Ops = quick ? 5_000 : 20_000;
+  const qd64Ops = quick ? 40_000 : 200_000;
+  const base = typeof values.dir === 'string' ? values.dir : os.tmpdir();
+  const dir = await fs.mkdtemp(path.join(base, 'tidemark-bench-nbd-'));
+  const profileDir = path.join(dir, 'profile');
+  const targets: Target[] = [];
+  const cleanup = async () => {
+    for (const t of targets) await stopServer(t);
+    await fs.rm(dir, { recursive: true, force: true });
+  };
+  process.on('SIGINT', () => void cleanup().then(() => process.exit(130)));
+  try {
+    const source = path.join(dir, 'source.img');
+    await writeRandomFile(source, size);
+    for (const name of ['nbdkit.img', 'qemu.img']) {
+      const handle = await fs.open(path.join(dir, name), 'w');
+      await handle.truncate(size);
+      await handle.close();
+    }
+    const nodeArgs = values.profile ? [`--cpu-prof`, `--cpu-prof-dir=${profileDir}`] : [];
+    targets.push(
+      await startServer(
+        'tidemark',
+        process.execPath,
+        [...nodeArgs, SELF, '--serve', path.join(dir, 'store'), path.join(dir, 'tidemark.sock'), 'bench', String(size)],
+        path.join(dir, 'tidemark.sock'),
+      ),
+    );
+    targets.push(
+      await startServer('nbdkit', 'nbdkit', ['--foreground', '--exit-with-parent', '--unix', path.join(dir, 'nbdkit.sock'), 'file', `file=${path.join(dir, 'nbdkit.img')}`], path.join(dir, 'nbdkit.sock')),
+    );
+    targets.push(
+      await startServer(
+        'qemu-nbd',
+        'qemu-nbd',
+        ['--persistent', '--shared=16', '--format=raw', '--cache=writeback', '--aio=threads', '--discard=unmap', `--socket=${path.join(dir, 'qemu.sock')}`, path.join(dir, 'qemu.img')],
+        path.join(dir, 'qemu.sock'),
+      ),
+    );
+    // The protocol layers alone, over RAM: tidemark's NBD code against nbdkit's.
+    const overhead: Target[] = [
+      await startServer('tidemark-ram', process.execPath, [SELF, '--serve-memory', path.join(dir, 'ram.sock'), 'bench', String(size)], path.join(dir, 'ram.sock')),
+      await startServer('nbdkit-memory', 'nbdkit', ['--foreground', '--exit-with-parent', '--unix', path.join(dir, 'mem.sock'), 'memory', String(size)], path.join(dir, 'mem.sock')),
+    ];
+    targets.push(...overhead);
+
+    // A prime stride in 4 KiB units scatters qemu-img bench's otherwise sequential offsets
+    // over the whole export: a deterministic stand-in for random 4 KiB writes.
+    const stride = 4096 * 104_729;
+    const measurements: Measurement[] = [
+      {
+        id: 'write',
+        label: 'sequential write + flush (nbdcopy --flush, 1 conn)',
+        unit: 'MiB/s',
+        target: { peer: 'qemu-nbd', ratio: 0.9 },
+        run: async (t) => size / MiB / ((await exec('nbdcopy', ['--flush', '--connections=1', source, t.uri])).ms / 1000),
+      },
+      {
+        id: 'read',
+        label: 'sequential read (nbdcopy to null:, 1 conn)',
+        unit: 'MiB/s',
+        target: { peer: 'both', ratio: 1.0 },
+        run: async (t) => size / MiB / ((await exec('nbdcopy', ['--connections=1', t.uri, 'null:'])).ms / 1000),
+      },
+      {
+        id: 'read-qemu',
+        label: 'sequential read 256 KiB QD16 (qemu-img bench)',
+        unit: 'MiB/s',
+        target: { peer: 'both', ratio: 1.0 },
+        run: async (t) => {
+          const count = size / (256 * 1024);
+          const { stdout } = await exec('qemu-img', ['bench', '-f', 'raw', '-c', String(count), '-d', '16', '-s', '256K', t.uri]);
+          return size / MiB / benchSeconds(stdout);
+        },
+      },
+      {
+        id: 'rand-qd1',
+        label: '4 KiB random write QD1 (qemu-img bench)',
+        unit: 'IOPS',
+        run: async (t) => {
+          const { stdout } = await exec('qemu-img', ['bench', '-f', 'raw', '-w', '-c', String(qd1Ops), '-d', '1', '-s', '4K', '-S', String(stride), '--pattern=0xa5', t.uri]);
+          return qd1Ops / benchSeconds(stdout);
+        },
+      },
+      {
+        id: 'rand-qd64',
+        label: '4 KiB random write QD64 (qemu-img bench)',
+        unit: 'IOPS',
+        target: { peer: 'both', ratio: 0.8 },
+        run: async (t) => {
+          const { stdout } = await exec('qemu-img', ['bench', '-f', 'raw', '-w', '-c', String(qd64Ops), '-d', '64', '-s', '4K', '-S', String(stride), '--pattern=0x5a', t.uri]);
+          return qd64Ops / benchSeconds(stdout);
+        },
+      },
+    ];
+
+    const load = () => os.loadavg().map((l) => l.toFixed(1)).join(' ');
+    console.log(`NBD benchmark: ${quick ? 'quick, ' : ''}${size / MiB} MiB exports, ${runs} run(s) each, median shown; store and images in ${dir}`);
+    console.log(`  ${os.cpus().length} CPUs, load average ${load()} at start (other work on the machine skews every column alike)`);
+    const results = new Map<string, Map<string, number[]>>();
+    for (const m of measurements) {
+      const perTarget = new Map<string, number[]>();
+      results.set(m.id, perTarget);
+      for (let r = 0; r < runs; r++) {
+        // Servers take turns within a run, so drift over time hits all of them alike.
+        for (const t of targets) {
+          const value = await m.run(t);
+          perTarget.set(t.name, [...(perTarget.get(t.name) ?? []), value]);
+        }
+      }
+      const row = targets.map((t) => `${t.name} ${median(perTarget.get(t.name)!).toFixed(0)}`).join(', ');
+      console.log(`  ${m.label}: ${row} ${m.unit}`);
+    }
+
+    const value = (id: string, name: string) => median(results.get(id)!.get(name)!);
+    const main: string[][] = [];
+    const layer: string[][] = [];
+    for (const m of measurements) {
+      const tide = value(m.id, 'tidemark');
+      const vsKit = tide / value(m.id, 'nbdkit');
+      const vsQemu = tide / value(m.id, 'qemu-nbd');
+      let target = '-';
+      if (m.target) {
+        const met = m.target.peer === 'qemu-nbd' ? vsQemu >= m.target.ratio : Math.min(vsKit, vsQemu) >= m.target.ratio;
+        target = `>= ${m.target.ratio.toFixed(1)}x ${m.target.peer === 'both' ? 'both' : 'qemu-nbd'}: ${met ? 'met' : 'MISSED'}`;
+      }
+      main.push([m.label, m.unit, tide.toFixed(0), value(m.id, 'nbdkit').toFixed(0), value(m.id, 'qemu-nbd').toFixed(0), `${vsKit.toFixed(2)}x`, `${vsQemu.toFixed(2)}x`, target]);
+      const ram = value(m.id, 'tidemark-ram');
+      const memory = value(m.id, 'nbdkit-memory');
+      layer.push([m.label, m.unit, ram.toFixed(0), memory.toFixed(0), `${(ram / memory).toFixed(2)}x`, `${(tide / ram).toFixed(2)}x`]);
+    }
+    console.log(`  load average ${load()} at the end`);
+    console.log('');
+    printTable(['measurement', 'unit', 'tidemark', 'nbdkit', 'qemu-nbd', 't/nbdkit', 't/qemu-nbd', 'target'], main, [0, 1, 7]);
+    console.log('');
+    console.log('Protocol layers alone, over RAM (no journal, no image, no page cache):');
+    printTable(['measurement', 'unit', 'tidemark NBD/RAM', 'nbdkit memory', 'ratio', 'tidemark with engine/over RAM'], layer, [0, 1]);
+    console.log('');
+
+    for (const t of targets) await stopServer(t);
+    if (values.profile) console.log(await summariseProfile(profileDir));
+  } finally {
+    await cleanup();
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(err instanceof Error ? err.message : err);
+  process.exit(1);
+});

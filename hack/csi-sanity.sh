@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Runs csi-sanity (kubernetes-csi/csi-test) against a daemon that serves only the CSI
+# services (test/csi/fixtures/csi-daemon.js) over a real engine on a temporary store, once
+# per access type (mount, then block), each time on a fresh store.
+#
+#   hack/csi-sanity.sh [extra csi-sanity flags]
+#
+# CSI_SANITY_FOCUS         ginkgo focus regex; default: the Identity, Controller (with
+#                          snapshots) and GroupController specs. The Node specs need the data
+#                          path (NBD attach, mkfs, mount), which is not built yet.
+# CSI_SANITY_ACCESS_TYPES  default "mount block"
+# TIDEMARK_CACHE           where hack/build-csi-sanity.sh keeps the binary (default .cache)
+# KEEP=1                   keep the work directory (daemon logs, csi-sanity output, JUnit)
+#
+# Prints per access type one line "csi-sanity (TYPE): N passed, N failed, N skipped, ..."
+# and the reason of every skipped spec; exits non-zero when a spec fails. Needs
+# `npm run build` first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+node=node_modules/.bin/node
+[ -x "$node" ] || node=node
+daemon=dist/test/csi/fixtures/csi-daemon.js
+if [ ! -f "$daemon" ]; then
+  echo "csi-sanity: $daemon is missing; run npm run build first" >&2
+  exit 2
+fi
+sanity="$(bash hack/build-csi-sanity.sh)"
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/tidemark-sanity.XXXXXX")"
+pid=""
+stop_daemon() {
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  fi
+  pid=""
+}
+cleanup() {
+  stop_daemon
+  if [ "${KEEP:-}" = 1 ]; then echo "csi-sanity: work directory kept: $work" >&2; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+
+# ControllerModifyVolume needs mutable parameters the plugin accepts.
+printf 'retentionAge: "24h"\n' >"$work/mutable.yaml"
+focus="${CSI_SANITY_FOCUS:-Identity Service|\[Controller Server\]|\[GroupController}"
+overall=0
+
+run_one() {
+  local type="$1" dir="$work/$1"
+  shift
+  mkdir -p "$dir"
+  local endpoint="unix://$dir/csi.sock"
+  TIDEMARK_LOG_LEVEL="${TIDEMARK_LOG_LEVEL:-info}" "$node" "$daemon" --store "$dir/store" --endpoint "$endpoint" --node-id sanity-node \
+    >"$dir/daemon.out" 2>"$dir/daemon.log" &
+  pid=$!
+  for _ in $(seq 1 300); do
+    grep -q '^ready' "$dir/daemon.out" 2>/dev/null && break
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "csi-sanity ($type): the CSI daemon did not start:" >&2
+      cat "$dir/daemon.log" >&2
+      return 1
+    fi
+    sleep 0.1
+  done
+  grep -q '^ready' "$dir/daemon.out" || { echo "csi-sanity ($type): the CSI daemon did not become ready in 30s" >&2; return 1; }
+
+  local status=0
+  "$sanity" \
+    --csi.endpoint "$endpoint" \
+    --csi.mountdir "$dir/target" \
+    --csi.stagingdir "$dir/staging" \
+    --csi.testvolumeaccesstype "$type" \
+    --csi.testvolumesize 67108864 \
+    --csi.testvolumeexpandsize 134217728 \
+    --csi.testvolumemutableparameters "$work/mutable.yaml" \
+    --ginkgo.focus "$focus" \
+    --ginkgo.junit-report "$dir/junit.xml" \
+    --ginkgo.no-color \
+    "$@" >"$dir/sanity.out" 2>&1 || status=$?
+  stop_daemon
+
+  if [ ! -f "$dir/junit.xml" ]; then
+    cat "$dir/sanity.out" >&2
+    echo "csi-sanity ($type): no report was written (exit status $status)" >&2
+    return 1
+  fi
+  # One <testcase> per spec, status passed|failed|skipped|pending|...; specs outside the focus
+  # are skipped with the bare message "skipped" (ginkgo's filter, not a runtime Skip).
+  count() { { grep -o "<testcase [^>]*status=\"$1\"" "$dir/junit.xml" || true; } | wc -l; }
+  local passed failed reasons unfocused skipped pending
+  passed=$(count passed)
+  failed=$(($(count failed) + $(count panicked) + $(count interrupted) + $(count timedout) + $(count aborted)))
+  reasons="$({ grep -o '<skipped message="[^"]*"' "$dir/junit.xml" || true; } | sed -e 's/^<skipped message="//' -e 's/"$//' -e "s/&#39;/'/g" -e 's/&quot;/"/g')"
+  unfocused=$({ printf '%s\n' "$reasons" | grep -cx 'skipped'; } || true)
+  skipped=$(($(count skipped) - unfocused))
+  pending=$(count pending)
+  echo "csi-sanity ($type): $passed passed, $failed failed, $skipped skipped, $pending pending (disabled in csi-test itself), $unfocused specs not in focus"
+  { printf '%s\n' "$reasons" | grep -vx -e 'skipped' -e 'pending' -e '' || true; } | sort | uniq -c | sed 's/^ */  skipped /'
+  if [ "$failed" -gt 0 ] || [ "$status" -ne 0 ]; then
+    { grep -E '^\s*\[FAIL\]|FAIL!' "$dir/sanity.out" || true; } | head -40 >&2
+    echo "csi-sanity ($type): failures (exit status $status); rerun with KEEP=1 for the full output and the daemon log" >&2
+    return 1
+  fi
+}
+
+for type in ${CSI_SANITY_ACCESS_TYPES:-mount block}; do
+  run_one "$type" "$@" || overall=1
+done
+exit "$overall"

@@ -1,0 +1,449 @@
+import { once } from 'node:events';
+import * as fs from 'node:fs/promises';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import type { Engine, Extent, RestoreRequest, RestoreSource, RetentionPolicy } from '../engine/index.js';
+import { TidemarkError, classifyError, invalidArgument, outOfRange } from '../util/errors.js';
+import type { Logger } from '../util/log.js';
+import { parseRfc3339 } from '../util/time.js';
+import { toServiceError } from './errors.js';
+import { CHANNEL_OPTIONS, CHUNK_SIZE, adminServiceDefinition, packageVersion, unixAddress } from './proto.js';
+import * as v from './validate.js';
+import { encodeMarker, encodeResult, encodeSnapshot, encodeVolume } from './wire.js';
+
+export interface AdminServerOptions {
+  /** Reported by GetStatus; the Kubernetes node this daemon serves. */
+  nodeId?: string;
+}
+
+/** The ids a call touched, for its log line. Never data. */
+type CallIds = Record<string, string | number | boolean | string[] | undefined>;
+
+type UnaryHandler = (request: v.Fields, ids: CallIds) => Promise<v.Fields> | v.Fields;
+
+/** Calls that change nothing are logged at debug level, so that polling does not flood the log. */
+const READ_ONLY = new Set(['ListVolumes', 'GetVolume', 'ReadVolume', 'ListSnapshots', 'ListMarkers', 'Diff', 'GetStatus']);
+
+/** Client-stream writes kept in flight at once, so the engine can batch them. */
+const WRITES_IN_FLIGHT = 8;
+
+/** Longest unix socket path Linux accepts (sun_path is 108 bytes with the final NUL). */
+const MAX_SOCKET_PATH = 107;
+
+/**
+ * The admin gRPC API (`tidemark.v1.Admin`) on a unix socket. Every request field is checked
+ * here, at the edge, before the engine sees it; engine errors go back as gRPC statuses with
+ * the engine's own code in the `tidemark-code` trailer.
+ */
+export class AdminServer {
+  private server: grpc.Server | undefined;
+  private socketPath: string | undefined;
+  private readonly startedAt = new Date();
+
+  constructor(
+    private readonly engine: Engine,
+    private readonly logger: Logger,
+    private readonly options: AdminServerOptions = {},
+  ) {}
+
+  /** The socket the server listens on, once listening. */
+  get address(): string | undefined {
+    return this.socketPath;
+  }
+
+  async listen(socketPath: string): Promise<void> {
+    if (this.server) throw new TidemarkError('FAILED_PRECONDITION', `the admin server already listens on ${this.socketPath}`);
+    const resolved = path.resolve(socketPath);
+    if (Buffer.byteLength(resolved) > MAX_SOCKET_PATH) {
+      throw invalidArgument(`admin socket path ${resolved} is longer than the ${MAX_SOCKET_PATH} bytes a unix socket allows; choose a shorter --admin-socket`);
+    }
+    await fs.mkdir(path.dirname(resolved), { recursive: true }).catch((err: unknown) => {
+      throw classifyError(err, `creating the directory of admin socket ${resolved}`);
+    });
+    await clearStaleSocket(resolved);
+    const server = new grpc.Server(CHANNEL_OPTIONS);
+    server.addService(adminServiceDefinition(), this.handlers());
+    await new Promise<void>((resolve, reject) => {
+      server.bindAsync(unixAddress(resolved), grpc.ServerCredentials.createInsecure(), (err) => {
+        if (err) reject(classifyError(err, `listening on admin socket ${resolved}`));
+        else resolve();
+      });
+    });
+    // The API reads and rewrites whole volumes: only the daemon's own user may use it.
+    await fs.chmod(resolved, 0o600);
+    this.server = server;
+    this.socketPath = resolved;
+    this.logger.info('admin API listening', { socket: resolved });
+  }
+
+  /** Stops taking calls, lets running ones finish for a few seconds, then cuts them. */
+  async close(graceMs = 5000): Promise<void> {
+    const server = this.server;
+    if (!server) return;
+    this.server = undefined;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        server.forceShutdown();
+        resolve();
+      }, graceMs);
+      server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+    if (this.socketPath) await fs.rm(this.socketPath, { force: true }).catch(() => undefined);
+    this.logger.info('admin API stopped', { socket: this.socketPath });
+  }
+
+  // ---- plumbing --------------------------------------------------------------------------
+
+  private logOutcome(rpc: string, ids: CallIds, started: number, error?: TidemarkError): void {
+    const durationMs = Date.now() - started;
+    if (!error) {
+      this.logger.log(READ_ONLY.has(rpc) ? 'debug' : 'info', 'admin call', { rpc, ...ids, outcome: 'ok', durationMs });
+      return;
+    }
+    // A client that went away is its own business; an INTERNAL error otherwise is ours.
+    const level = error.code === 'INTERNAL' && !ids.cancelled ? 'error' : 'warn';
+    this.logger.log(level, 'admin call failed', { rpc, ...ids, outcome: 'error', code: error.code, error: error.message, durationMs });
+  }
+
+  private unary(rpc: string, handler: UnaryHandler): grpc.handleUnaryCall<unknown, v.Fields> {
+    return (call, callback) => {
+      const started = Date.now();
+      const ids: CallIds = {};
+      void (async () => {
+        try {
+          const response = await handler(v.fields(call.request, 'request'), ids);
+          this.logOutcome(rpc, ids, started);
+          callback(null, response);
+        } catch (err) {
+          const error = classifyError(err, rpc);
+          this.logOutcome(rpc, ids, started, error);
+          callback(toServiceError(error));
+        }
+      })();
+    };
+  }
+
+  private serverStream(rpc: string, handler: (request: v.Fields, ids: CallIds, call: grpc.ServerWritableStream<unknown, v.Fields>) => Promise<void>) {
+    return (call: grpc.ServerWritableStream<unknown, v.Fields>) => {
+      const started = Date.now();
+      const ids: CallIds = {};
+      void (async () => {
+        try {
+          await handler(v.fields(call.request, 'request'), ids, call);
+          this.logOutcome(rpc, ids, started);
+          call.end();
+        } catch (err) {
+          const error = classifyError(err, rpc);
+          this.logOutcome(rpc, { ...ids, cancelled: call.cancelled || undefined }, started, error);
+          if (!call.cancelled) call.emit('error', toServiceError(error));
+        }
+      })();
+    };
+  }
+
+  private handlers(): grpc.UntypedServiceImplementation {
+    const engine = this.engine;
+    return {
+      CreateVolume: this.unary('CreateVolume', async (req, ids) => {
+        const name = v.requiredString(req, 'name');
+        ids.volume = name;
+        const blockSize = v.uint64(req, 'blockSize');
+        const granularity = v.uint64(req, 'granularity');
+        const retention = decodeRetentionRequest(v.optionalMessage(req, 'retention'));
+        const info = await engine.createVolume(name, {
+          size: v.uint64(req, 'size'),
+          ...(blockSize > 0 ? { blockSize } : {}),
+          ...(granularity > 0 ? { granularity } : {}),
+          retention,
+        });
+        return encodeVolume(info);
+      }),
+
+      DeleteVolume: this.unary('DeleteVolume', async (req, ids) => {
+        const name = v.requiredString(req, 'name');
+        const force = v.bool(req, 'force');
+        Object.assign(ids, { volume: name, force });
+        await engine.deleteVolume(name, { force });
+        return {};
+      }),
+
+      ListVolumes: this.unary('ListVolumes', () => ({ volumes: engine.listVolumes().map(encodeVolume) })),
+
+      GetVolume: this.unary('GetVolume', (req, ids) => {
+        const name = v.requiredString(req, 'name');
+        ids.volume = name;
+        return encodeVolume(engine.volumeInfo(name));
+      }),
+
+      SetRetention: this.unary('SetRetention', async (req, ids) => {
+        const name = v.requiredString(req, 'name');
+        ids.volume = name;
+        const retention = decodeRetentionRequest(v.optionalMessage(req, 'retention'));
+        Object.assign(ids, { maxBytes: retention.maxBytes, maxAgeSeconds: retention.maxAgeSeconds });
+        return encodeVolume(await engine.setRetention(name, retention));
+      }),
+
+      WriteVolume: (call: grpc.ServerReadableStream<unknown, v.Fields>, callback: grpc.sendUnaryData<v.Fields>) => {
+        const started = Date.now();
+        const ids: CallIds = {};
+        void this.writeVolume(call, ids).then(
+          (response) => {
+            this.logOutcome('WriteVolume', ids, started);
+            callback(null, response);
+          },
+          (err: unknown) => {
+            const error = classifyError(err, 'WriteVolume');
+            this.logOutcome('WriteVolume', { ...ids, cancelled: call.cancelled || undefined }, started, error);
+            callback(toServiceError(error));
+          },
+        );
+      },
+
+      ReadVolume: this.serverStream('ReadVolume', async (req, ids, call) => {
+        const name = v.requiredString(req, 'volume');
+        ids.volume = name;
+        const size = engine.volumeInfo(name).size;
+        const offset = v.uint64(req, 'offset');
+        const length = v.optionalUint64(req, 'length') ?? Math.max(0, size - offset);
+        Object.assign(ids, { offset, length });
+        if (offset + length > size) {
+          throw outOfRange(`read: bytes ${offset}..${offset + length} lie outside volume "${name}" of ${size} bytes`, { volume: name });
+        }
+        for (let at = offset; at < offset + length && !call.cancelled; at += CHUNK_SIZE) {
+          const data = await engine.read(name, at, Math.min(CHUNK_SIZE, offset + length - at));
+          if (!call.write({ offset: at, data })) await drained(call);
+        }
+      }),
+
+      FlushVolume: this.unary('FlushVolume', async (req, ids) => {
+        const name = v.requiredString(req, 'volume');
+        ids.volume = name;
+        return { sequence: await engine.flush(name) };
+      }),
+
+      CreateSnapshot: this.unary('CreateSnapshot', async (req, ids) => {
+        const volume = v.requiredString(req, 'volume');
+        const name = v.requiredString(req, 'name');
+        Object.assign(ids, { volume, snapshot: name });
+        return encodeSnapshot(await engine.createSnapshot(volume, name));
+      }),
+
+      ListSnapshots: this.unary('ListSnapshots', (req, ids) => {
+        const volume = v.requiredString(req, 'volume');
+        ids.volume = volume;
+        return { snapshots: engine.listSnapshots(volume, { includeInternal: v.bool(req, 'includeInternal') }).map(encodeSnapshot) };
+      }),
+
+      DeleteSnapshot: this.unary('DeleteSnapshot', async (req, ids) => {
+        const volume = v.requiredString(req, 'volume');
+        const name = v.requiredString(req, 'name');
+        Object.assign(ids, { volume, snapshot: name });
+        await engine.deleteSnapshot(volume, name);
+        return {};
+      }),
+
+      CreateMarker: this.unary('CreateMarker', async (req, ids) => {
+        const name = v.requiredString(req, 'name');
+        const volumes = v.stringList(req, 'volumes');
+        Object.assign(ids, { marker: name, volumes });
+        if (volumes.length === 0) throw invalidArgument('a marker needs at least one volume');
+        return { markers: (await engine.createMarker(name, volumes)).map(encodeMarker) };
+      }),
+
+      ListMarkers: this.unary('ListMarkers', (req, ids) => {
+        const volume = v.requiredString(req, 'volume');
+        ids.volume = volume;
+        return { markers: engine.listMarkers(volume).map(encodeMarker) };
+      }),
+
+      Restore: this.serverStream('Restore', async (req, ids, call) => {
+        const request = decodeRestoreRequest(req);
+        Object.assign(ids, {
+          volume: request.volume,
+          ...describeSource(request.source),
+          target: request.target,
+          ranges: request.ranges?.length,
+          force: request.force,
+        });
+        const result = await engine.restore(request, (progress) => {
+          if (!call.cancelled) call.write({ progress });
+        });
+        Object.assign(ids, { method: result.method, pointSequence: result.pointSequence, bytesRestored: result.bytesRestored });
+        if (!call.cancelled) call.write({ result: encodeResult(result) });
+      }),
+
+      Diff: this.unary('Diff', (req, ids) => {
+        const volume = v.requiredString(req, 'volume');
+        const base = v.requiredString(req, 'base');
+        const target = v.optionalString(req, 'target');
+        Object.assign(ids, { volume, snapshot: base, target });
+        const extents = engine.diff(volume, base, target);
+        return { extents, changedBytes: extents.reduce((sum, e) => sum + e.length, 0) };
+      }),
+
+      GetStatus: this.unary('GetStatus', () => ({
+        store: engine.store,
+        version: packageVersion(),
+        volumeCount: engine.listVolumes().length,
+        nodeId: this.options.nodeId ?? '',
+        pid: process.pid,
+        startedAt: this.startedAt.toISOString(),
+      })),
+    };
+  }
+
+  /**
+   * WriteVolume: the first message names the volume and offset, and every message's data
+   * follows the previous one's. A few writes stay in flight so the engine can batch them;
+   * the engine journals them in the order they were issued.
+   */
+  private async writeVolume(call: grpc.ServerReadableStream<unknown, v.Fields>, ids: CallIds): Promise<v.Fields> {
+    let volume: string | undefined;
+    let offset = 0;
+    let announced: number | undefined;
+    let flush = false;
+    let written = 0;
+    let sequence = 0;
+    let failure: unknown;
+    const inFlight = new Set<Promise<void>>();
+
+    for await (const message of call as AsyncIterable<unknown>) {
+      const req = v.fields(message, 'write message');
+      if (volume === undefined) {
+        volume = v.requiredString(req, 'volume');
+        ids.volume = volume;
+        offset = v.uint64(req, 'offset');
+        announced = v.optionalUint64(req, 'length');
+        flush = v.bool(req, 'flush');
+        Object.assign(ids, { offset, length: announced, flush });
+        const size = this.engine.volumeInfo(volume).size;
+        const end = offset + (announced ?? 0);
+        if (offset > size || end > size) {
+          throw outOfRange(`write: bytes ${offset}..${end} lie outside volume "${volume}" of ${size} bytes`, { volume });
+        }
+      } else {
+        const named = v.optionalString(req, 'volume');
+        if (named !== undefined && named !== volume) throw invalidArgument(`a write stream addresses one volume; "${named}" follows "${volume}"`);
+      }
+      const data = v.bytes(req, 'data');
+      if (data.length === 0) continue;
+      if (announced !== undefined && written + data.length > announced) {
+        throw invalidArgument(`the write stream carries more than the ${announced} bytes it announced`, { volume });
+      }
+      const write = this.engine.write(volume, offset + written, data).then(
+        (seq) => {
+          sequence = Math.max(sequence, seq);
+        },
+        (err: unknown) => {
+          failure ??= err;
+        },
+      );
+      written += data.length;
+      const tracked = write.finally(() => inFlight.delete(tracked));
+      inFlight.add(tracked);
+      if (inFlight.size >= WRITES_IN_FLIGHT) await Promise.race(inFlight);
+      if (failure !== undefined) throw failure;
+    }
+    await Promise.all(inFlight);
+    if (failure !== undefined) throw failure;
+    if (volume === undefined) throw invalidArgument('a write stream must start with a message naming the volume');
+    ids.bytesWritten = written;
+    if (announced !== undefined && written !== announced) {
+      throw invalidArgument(`the write stream ended after ${written} of the ${announced} bytes it announced; those ${written} bytes were written`, { volume });
+    }
+    if (flush) sequence = Math.max(sequence, await this.engine.flush(volume));
+    return { bytesWritten: written, sequence, flushed: flush };
+  }
+}
+
+/**
+ * A socket file left by a daemon that died is removed; one that another daemon still
+ * answers on is not touched, and neither is anything that is not a socket.
+ */
+async function clearStaleSocket(socketPath: string): Promise<void> {
+  let stat;
+  try {
+    stat = await fs.lstat(socketPath);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw classifyError(err, `checking admin socket ${socketPath}`);
+  }
+  if (!stat.isSocket()) {
+    throw new TidemarkError('FAILED_PRECONDITION', `${socketPath} exists and is not a socket; move it away or choose another --admin-socket`);
+  }
+  if (await answers(socketPath)) {
+    throw new TidemarkError('STORE_LOCKED', `another tidemark daemon answers on ${socketPath}; stop it first or choose another --admin-socket`);
+  }
+  await fs.rm(socketPath, { force: true });
+}
+
+function answers(socketPath: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.createConnection(socketPath);
+    const done = (result: boolean) => {
+      socket.destroy();
+      resolve(result);
+    };
+    socket.setTimeout(2000, () => done(true));
+    socket.once('connect', () => done(true));
+    socket.once('error', () => done(false));
+  });
+}
+
+async function drained(call: grpc.ServerWritableStream<unknown, v.Fields>): Promise<void> {
+  const abort = new AbortController();
+  const cancelled = once(call, 'cancelled', { signal: abort.signal }).catch(() => undefined);
+  await Promise.race([once(call, 'drain', { signal: abort.signal }).catch(() => undefined), cancelled]);
+  abort.abort();
+}
+
+function decodeRetentionRequest(message: v.Fields | undefined): RetentionPolicy {
+  if (!message) return {};
+  const retention: RetentionPolicy = {};
+  const maxBytes = v.optionalUint64(message, 'maxBytes', 'retention.max_bytes');
+  const maxAgeSeconds = v.optionalUint64(message, 'maxAgeSeconds', 'retention.max_age_seconds');
+  if (maxBytes !== undefined) retention.maxBytes = maxBytes;
+  if (maxAgeSeconds !== undefined) retention.maxAgeSeconds = maxAgeSeconds;
+  return retention;
+}
+
+function decodeRestoreRequest(req: v.Fields): RestoreRequest {
+  const volume = v.requiredString(req, 'volume');
+  let source: RestoreSource;
+  switch (req.source) {
+    case 'snapshot':
+      source = { snapshot: v.requiredString(req, 'snapshot') };
+      break;
+    case 'marker':
+      source = { marker: v.requiredString(req, 'marker') };
+      break;
+    case 'time':
+      source = { time: parseRfc3339(v.requiredString(req, 'time')) };
+      break;
+    case 'sequence':
+      source = { sequence: v.uint64(req, 'sequence') };
+      break;
+    default:
+      throw invalidArgument('a restore needs exactly one source: a snapshot, a marker, a time or a sequence');
+  }
+  const ranges: Extent[] = v.list(req, 'ranges').map((item, i) => {
+    const range = v.fields(item, `ranges[${i}]`);
+    return { offset: v.uint64(range, 'offset', `ranges[${i}].offset`), length: v.uint64(range, 'length', `ranges[${i}].length`) };
+  });
+  const target = v.optionalString(req, 'target');
+  const request: RestoreRequest = { volume, source, force: v.bool(req, 'force') };
+  if (ranges.length > 0) request.ranges = ranges;
+  if (target !== undefined) request.target = target;
+  return request;
+}
+
+function describeSource(source: RestoreSource): CallIds {
+  if ('snapshot' in source) return { snapshot: source.snapshot };
+  if ('marker' in source) return { marker: source.marker };
+  if ('time' in source) return { time: source.time.toISOString() };
+  return { sequence: source.sequence };
+}

@@ -1,0 +1,53 @@
+import * as os from 'node:os';
+import { Option, type Command } from 'commander';
+import { invalidArgument } from '../../util/errors.js';
+import { createLogger } from '../../util/log.js';
+import { parseSize } from '../../util/sizes.js';
+import { globals, storeDir } from '../context.js';
+
+const LOG_LEVELS = ['error', 'warn', 'info', 'debug'];
+
+function segmentSize(text: string): number {
+  const bytes = parseSize(text, 'segment size');
+  if (bytes < 4096) throw invalidArgument(`segment size ${bytes} is too small: at least 4096 bytes`);
+  return bytes;
+}
+
+interface ServeOptions {
+  nodeId?: string;
+  csiEndpoint?: string;
+  nbdSocket?: string;
+  kubeconfig?: string;
+  segmentSize?: string;
+  logLevel?: string;
+}
+
+export function registerServeCommand(program: Command): void {
+  program
+    .command('serve')
+    .description('run the daemon: engine, NBD server, admin API and CSI services for one store')
+    .option('--node-id <id>', 'Kubernetes node name (default: the host name)')
+    .option('--csi-endpoint <endpoint>', 'CSI socket, unix:///PATH (default: csi.sock in the store)')
+    .option('--nbd-socket <path>', 'NBD socket (default: nbd.sock in the store)')
+    .option('--kubeconfig <file>', 'kubeconfig for the reconcilers (default: in-cluster)')
+    .option('--log-level <level>', 'error, warn, info or debug (default: $TIDEMARK_LOG_LEVEL or info)')
+    .addOption(new Option('--segment-size <size>', 'journal segment size of new volumes; for tests only').hideHelp())
+    .action(async (opts: ServeOptions, cmd: Command) => {
+      // Loaded here so that client commands do not pay for loading the engine.
+      const { daemonConfig, serve } = await import('../serve.js');
+      const g = globals(cmd);
+      const config = daemonConfig({
+        store: storeDir(g),
+        nodeId: opts.nodeId ?? os.hostname(),
+        ...(g.adminSocket !== undefined ? { adminSocket: g.adminSocket } : {}),
+        ...(opts.nbdSocket !== undefined ? { nbdSocket: opts.nbdSocket } : {}),
+        ...(opts.csiEndpoint !== undefined ? { csiEndpoint: opts.csiEndpoint } : {}),
+        ...(opts.kubeconfig !== undefined ? { kubeconfig: opts.kubeconfig } : {}),
+        ...(opts.segmentSize !== undefined ? { segmentSize: segmentSize(opts.segmentSize) } : {}),
+      });
+      const level = opts.logLevel ?? (process.env.TIDEMARK_LOG_LEVEL || 'info');
+      if (!LOG_LEVELS.includes(level)) throw invalidArgument(`unknown log level "${level}": use ${LOG_LEVELS.join(', ')}`);
+      const logger = createLogger(level, 'tidemark');
+      await serve(config, logger);
+    });
+}

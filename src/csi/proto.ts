@@ -1,0 +1,42 @@
+import * as path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { PACKAGE_ROOT } from '../api/proto.js';
+
+/** Read from src/ at run time, like the admin API's proto, so a build needs no copy step. */
+export const CSI_PROTO_PATH = path.join(PACKAGE_ROOT, 'src', 'csi', 'csi.proto');
+
+/** The CSI release csi.proto follows; reported in the plugin manifest. */
+export const CSI_SPEC_VERSION = '1.13.0';
+
+/**
+ * int64 fields arrive as decimal strings so that no size is silently rounded; enums as their
+ * names; absent scalars as zero values; a oneof's set member is named by a virtual field
+ * (`accessType`, `type`). Messages that are absent arrive as null.
+ */
+export const CSI_LOADER_OPTIONS: protoLoader.Options = {
+  keepCase: false,
+  longs: String,
+  enums: String,
+  defaults: true,
+  oneofs: true,
+};
+
+export type CsiServiceName = 'Identity' | 'Controller' | 'GroupController' | 'SnapshotMetadata' | 'Node';
+
+let definition: protoLoader.PackageDefinition | undefined;
+
+function packageDefinition(): protoLoader.PackageDefinition {
+  definition ??= protoLoader.loadSync(CSI_PROTO_PATH, CSI_LOADER_OPTIONS);
+  return definition;
+}
+
+/** One `csi.v1` service, for `grpc.Server.addService`. */
+export function csiServiceDefinition(name: CsiServiceName): grpc.ServiceDefinition {
+  return packageDefinition()[`csi.v1.${name}`] as grpc.ServiceDefinition;
+}
+
+/** A generic client for one `csi.v1` service; tests and tools use it, the daemon does not. */
+export function csiClientConstructor(name: CsiServiceName): grpc.ServiceClientConstructor {
+  return grpc.makeGenericClientConstructor(csiServiceDefinition(name), name);
+}

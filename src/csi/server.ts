@@ -1,0 +1,177 @@
+import * as fs from 'node:fs/promises';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import type { Engine } from '../engine/index.js';
+import { TidemarkError, classifyError, invalidArgument } from '../util/errors.js';
+import type { Logger } from '../util/log.js';
+import type { CsiContext, WriteGate } from './context.js';
+import { controllerService } from './controller.js';
+import { groupControllerService } from './groupcontroller.js';
+import { Handles, isGroupMember, isTemporary } from './handles.js';
+import { identityService } from './identity.js';
+import { InFlight } from './inflight.js';
+import { nodeService } from './node.js';
+import { csiServiceDefinition, type CsiServiceName } from './proto.js';
+import { CsiRecords } from './records.js';
+import { snapshotMetadataService } from './snapshotmetadata.js';
+
+export interface CsiServerOptions {
+  /** The Kubernetes node this daemon serves; it is part of every handle. */
+  nodeId: string;
+  /** `unix:///absolute/path.sock`, the form CSI_ENDPOINT takes. */
+  endpoint: string;
+  /** Where the CSI layer keeps its records; STORE/csi by default. */
+  stateDir?: string;
+  /** Extra readiness the daemon knows of (the NBD server being up, say); Probe reports it. */
+  ready?: () => boolean;
+  /** Lets group snapshots pause writes for their cut (see WriteGate). */
+  writeGate?: WriteGate;
+  /** Replaces the Node service; the data-path implementation plugs in here. */
+  nodeService?: (ctx: CsiContext) => grpc.UntypedServiceImplementation;
+}
+
+/** Longest unix socket path Linux accepts (sun_path is 108 bytes with the final NUL). */
+const MAX_SOCKET_PATH = 107;
+
+/** The socket path of a `unix://` endpoint, checked. */
+export function socketPathOf(endpoint: string): string {
+  const match = /^unix:\/\/(\/.*)$/.exec(endpoint);
+  if (!match) throw invalidArgument(`CSI endpoint "${endpoint}" must be unix:// and an absolute path, e.g. unix:///csi/csi.sock`);
+  const socket = path.normalize(match[1]!);
+  if (Buffer.byteLength(socket) > MAX_SOCKET_PATH) {
+    throw invalidArgument(`CSI socket path ${socket} is longer than the ${MAX_SOCKET_PATH} bytes a unix socket allows`);
+  }
+  return socket;
+}
+
+/**
+ * The CSI services (Identity, Controller, GroupController, SnapshotMetadata and Node) on one
+ * unix socket, over one engine. Every call is logged with the ids it touched and never with
+ * secrets; calls on a volume, snapshot or group snapshot that already has one in flight are
+ * turned away with ABORTED.
+ */
+export class CsiServer {
+  private server: grpc.Server | undefined;
+  private started = false;
+  private stopping = false;
+  readonly handles: Handles;
+  readonly socketPath: string;
+
+  constructor(
+    private readonly engine: Engine,
+    private readonly logger: Logger,
+    private readonly options: CsiServerOptions,
+  ) {
+    this.handles = new Handles(options.nodeId);
+    this.socketPath = socketPathOf(options.endpoint);
+  }
+
+  get ready(): boolean {
+    return this.started && !this.stopping && (this.options.ready?.() ?? true);
+  }
+
+  async start(): Promise<void> {
+    if (this.server) throw new TidemarkError('FAILED_PRECONDITION', `the CSI server already listens on ${this.socketPath}`);
+    const records = await CsiRecords.open(this.options.stateDir ?? path.join(this.engine.store, 'csi'), this.logger);
+    const ctx: CsiContext = {
+      engine: this.engine,
+      logger: this.logger,
+      handles: this.handles,
+      records,
+      inflight: new InFlight(),
+      ready: () => this.ready,
+      ...(this.options.writeGate ? { writeGate: this.options.writeGate } : {}),
+    };
+    await this.recover(ctx);
+
+    await fs.mkdir(path.dirname(this.socketPath), { recursive: true }).catch((err: unknown) => {
+      throw classifyError(err, `creating the directory of CSI socket ${this.socketPath}`);
+    });
+    await clearStaleSocket(this.socketPath);
+    const server = new grpc.Server();
+    const services: [CsiServiceName, grpc.UntypedServiceImplementation][] = [
+      ['Identity', identityService(ctx)],
+      ['Controller', controllerService(ctx)],
+      ['GroupController', groupControllerService(ctx)],
+      ['SnapshotMetadata', snapshotMetadataService(ctx)],
+      ['Node', (this.options.nodeService ?? nodeService)(ctx)],
+    ];
+    for (const [name, implementation] of services) server.addService(csiServiceDefinition(name), implementation);
+    await new Promise<void>((resolve, reject) => {
+      server.bindAsync(`unix:${this.socketPath}`, grpc.ServerCredentials.createInsecure(), (err) => {
+        if (err) reject(classifyError(err, `listening on CSI socket ${this.socketPath}`));
+        else resolve();
+      });
+    });
+    this.server = server;
+    this.started = true;
+    this.logger.info('CSI services listening', { endpoint: this.options.endpoint, node: this.handles.nodeId });
+  }
+
+  /**
+   * Clears what an interrupted call left behind: temporary clone snapshots, members of group
+   * snapshots whose cut never completed, records of volumes that are gone.
+   */
+  private async recover(ctx: CsiContext): Promise<void> {
+    for (const volume of this.engine.listVolumes()) {
+      for (const snapshot of this.engine.listSnapshots(volume.name)) {
+        const leftover = isTemporary(snapshot.name) || (isGroupMember(snapshot.name) && !ctx.records.group(snapshot.name));
+        if (!leftover) continue;
+        this.logger.warn('removing a snapshot left by an interrupted CSI call', { volume: volume.name, snapshot: snapshot.name });
+        await this.engine.deleteSnapshot(volume.name, snapshot.name).catch((err: unknown) => {
+          this.logger.warn('could not remove a leftover snapshot', { volume: volume.name, snapshot: snapshot.name, error: String(err) });
+        });
+      }
+    }
+    for (const name of ctx.records.volumeNames()) {
+      if (!this.engine.has(name)) await ctx.records.deleteVolume(name);
+    }
+  }
+
+  /** Stops taking calls, lets running ones finish for a while, then cuts them. */
+  async stop(graceMs = 5000): Promise<void> {
+    const server = this.server;
+    if (!server) return;
+    this.stopping = true;
+    this.server = undefined;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        server.forceShutdown();
+        resolve();
+      }, graceMs);
+      server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+    await fs.rm(this.socketPath, { force: true }).catch(() => undefined);
+    this.logger.info('CSI services stopped', { endpoint: this.options.endpoint });
+  }
+}
+
+async function clearStaleSocket(socketPath: string): Promise<void> {
+  let stat;
+  try {
+    stat = await fs.lstat(socketPath);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw classifyError(err, `checking CSI socket ${socketPath}`);
+  }
+  if (!stat.isSocket()) throw new TidemarkError('FAILED_PRECONDITION', `${socketPath} exists and is not a socket; move it away or choose another CSI endpoint`);
+  if (await answers(socketPath)) throw new TidemarkError('STORE_LOCKED', `something already answers on ${socketPath}; stop it first or choose another CSI endpoint`);
+  await fs.rm(socketPath, { force: true });
+}
+
+function answers(socketPath: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.createConnection(socketPath);
+    const done = (result: boolean) => {
+      socket.destroy();
+      resolve(result);
+    };
+    socket.setTimeout(2000, () => done(true));
+    socket.once('connect', () => done(true));
+    socket.once('error', () => done(false));
+  });
+}

@@ -1,0 +1,153 @@
+import * as fs from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { Engine } from '../../src/engine/index.js';
+import { CsiServer, csiClientConstructor, type CsiServerOptions, type CsiServiceName } from '../../src/csi/index.js';
+import { silentLogger, type Logger } from '../../src/util/log.js';
+
+export const NODE = 'node-a';
+export const MiB = 1024 * 1024;
+
+type Unary = (request: unknown, callback: (err: grpc.ServiceError | null, response: unknown) => void) => void;
+
+/** A csi.v1 client for one service: unary calls as promises, streams collected. */
+export class CsiClient {
+  private readonly client: grpc.Client;
+
+  constructor(service: CsiServiceName, socket: string) {
+    const Client = csiClientConstructor(service);
+    this.client = new Client(`unix:${socket}`, grpc.credentials.createInsecure());
+  }
+
+  call<T = Record<string, unknown>>(method: string, request: object = {}): Promise<T> {
+    const fn = (this.client as unknown as Record<string, Unary>)[method];
+    if (!fn) throw new Error(`no method ${method}`);
+    return new Promise((resolve, reject) => fn.call(this.client, request, (err, response) => (err ? reject(err) : resolve(response as T))));
+  }
+
+  /** The gRPC status code a call fails with; fails the test when the call succeeds. */
+  async code(method: string, request: object = {}): Promise<grpc.status> {
+    try {
+      await this.call(method, request);
+    } catch (err) {
+      return (err as grpc.ServiceError).code;
+    }
+    throw new Error(`${method} succeeded but was expected to fail`);
+  }
+
+  stream<T = Record<string, unknown>>(method: string, request: object = {}): Promise<T[]> {
+    const fn = (this.client as unknown as Record<string, (request: unknown) => grpc.ClientReadableStream<T>>)[method];
+    if (!fn) throw new Error(`no method ${method}`);
+    const call = fn.call(this.client, request);
+    const messages: T[] = [];
+    return new Promise((resolve, reject) => {
+      call.on('data', (m: T) => messages.push(m));
+      call.on('error', reject);
+      call.on('end', () => resolve(messages));
+    });
+  }
+
+  async streamCode(method: string, request: object = {}): Promise<grpc.status> {
+    try {
+      await this.stream(method, request);
+    } catch (err) {
+      return (err as grpc.ServiceError).code;
+    }
+    throw new Error(`${method} succeeded but was expected to fail`);
+  }
+
+  close(): void {
+    this.client.close();
+  }
+}
+
+export interface Harness {
+  dir: string;
+  store: string;
+  socket: string;
+  engine: Engine;
+  server: CsiServer;
+  identity: CsiClient;
+  controller: CsiClient;
+  group: CsiClient;
+  metadata: CsiClient;
+  node: CsiClient;
+  stop(): Promise<void>;
+}
+
+/** A real engine on a temporary store and a real CsiServer on a unix socket beside it. */
+export async function startHarness(options: Partial<CsiServerOptions> & { logger?: Logger } = {}): Promise<Harness> {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'tidemark-csi-'));
+  const store = path.join(dir, 'store');
+  const socket = path.join(dir, 'csi.sock');
+  const logger = options.logger ?? silentLogger();
+  const engine = await Engine.open({ store, logger, upkeepIntervalMs: 0 });
+  const server = new CsiServer(engine, logger, { nodeId: NODE, endpoint: `unix://${socket}`, ...options });
+  await server.start();
+  const clients = {
+    identity: new CsiClient('Identity', socket),
+    controller: new CsiClient('Controller', socket),
+    group: new CsiClient('GroupController', socket),
+    metadata: new CsiClient('SnapshotMetadata', socket),
+    node: new CsiClient('Node', socket),
+  };
+  return {
+    dir,
+    store,
+    socket,
+    engine,
+    server,
+    ...clients,
+    async stop() {
+      for (const client of Object.values(clients)) client.close();
+      await server.stop(1000);
+      await engine.close();
+      await fs.rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export const mountCapability = (fsType = '') => ({ mount: { fsType, mountFlags: [] }, accessMode: { mode: 'SINGLE_NODE_WRITER' } });
+export const blockCapability = () => ({ block: {}, accessMode: { mode: 'SINGLE_NODE_WRITER' } });
+
+export interface VolumeMessage {
+  capacityBytes: string;
+  volumeId: string;
+  volumeContext: Record<string, string>;
+  contentSource: { snapshot?: { snapshotId: string } | null; volume?: { volumeId: string } | null; type?: string } | null;
+  accessibleTopology: { segments: Record<string, string> }[];
+}
+
+export interface SnapshotMessage {
+  sizeBytes: string;
+  snapshotId: string;
+  sourceVolumeId: string;
+  creationTime: { seconds: string; nanos: number };
+  readyToUse: boolean;
+  groupSnapshotId: string;
+}
+
+export async function createVolume(h: Harness, name: string, extra: object = {}): Promise<VolumeMessage> {
+  const response = await h.controller.call<{ volume: VolumeMessage }>('CreateVolume', {
+    name,
+    capacityRange: { requiredBytes: String(4 * MiB) },
+    volumeCapabilities: [mountCapability()],
+    ...extra,
+  });
+  return response.volume;
+}
+
+export async function createSnapshot(h: Harness, name: string, sourceVolumeId: string): Promise<SnapshotMessage> {
+  const response = await h.controller.call<{ snapshot: SnapshotMessage }>('CreateSnapshot', { name, sourceVolumeId });
+  return response.snapshot;
+}
+
+/** Deterministic bytes, different for every (seed, offset). */
+export function pattern(length: number, seed: number): Buffer {
+  const buffer = Buffer.alloc(length);
+  for (let i = 0; i < length; i++) buffer[i] = (seed * 31 + i * 7 + (i >> 9)) & 0xff;
+  return buffer;
+}
+
+export const engineName = (volumeId: string) => volumeId.split(':')[1]!;
