@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Builds csi-sanity from kubernetes-csi/csi-test (the newest v5 release, or $CSI_TEST_VERSION)
-# into $TIDEMARK_CACHE/bin (default: .cache/bin in the repository) and prints its path on
+# into $TIDEMARK_CACHE/bin (default: ${XDG_CACHE_HOME:-~/.cache}/tidemark/bin, outside the
+# clone so that every later clone and CI run on the machine reuses it) and prints its path on
 # stdout. A binary already built for that version is reused. Needs Go >= 1.25 and the Go
 # module proxy (or a filled module cache).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 version="${CSI_TEST_VERSION:-v5.6.0}"
-cache="${TIDEMARK_CACHE:-$PWD/.cache}"
+cache="${TIDEMARK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tidemark}"
 bin="$cache/bin/csi-sanity"
 stamp="$cache/bin/csi-sanity.version"
 

@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
-# Runs csi-sanity (kubernetes-csi/csi-test) against a daemon that serves only the CSI
-# services (test/csi/fixtures/csi-daemon.js) over a real engine on a temporary store, once
-# per access type (mount, then block), each time on a fresh store.
+# Runs csi-sanity (kubernetes-csi/csi-test) against a real `tidemark serve` (engine, NBD
+# server, admin API and CSI services) on a temporary store, once per access type (mount,
+# then block), each time on a fresh store. Node specs stage for real: NBD attach (kernel nbd
+# where the module is loaded, nbdfuse + loop otherwise), mkfs, mount, bind mounts. Needs root.
 #
 #   hack/csi-sanity.sh [extra csi-sanity flags]
 #
-# CSI_SANITY_FOCUS         ginkgo focus regex; default: the Identity, Controller (with
-#                          snapshots) and GroupController specs. The Node specs need the data
-#                          path (NBD attach, mkfs, mount), which is not built yet.
+# CSI_SANITY_FOCUS         ginkgo focus regex (default: every spec)
 # CSI_SANITY_ACCESS_TYPES  default "mount block"
-# TIDEMARK_CACHE           where hack/build-csi-sanity.sh keeps the binary (default .cache)
+# TIDEMARK_CACHE           where hack/build-csi-sanity.sh keeps the binary
+#                          (default ${XDG_CACHE_HOME:-~/.cache}/tidemark, shared by clones)
 # KEEP=1                   keep the work directory (daemon logs, csi-sanity output, JUnit)
 #
 # Prints per access type one line "csi-sanity (TYPE): N passed, N failed, N skipped, ..."
@@ -18,11 +18,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-node=node_modules/.bin/node
-[ -x "$node" ] || node=node
-daemon=dist/test/csi/fixtures/csi-daemon.js
-if [ ! -f "$daemon" ]; then
-  echo "csi-sanity: $daemon is missing; run npm run build first" >&2
+if [ ! -f dist/src/cli/main.js ]; then
+  echo "csi-sanity: dist/src/cli/main.js is missing; run npm run build first" >&2
   exit 2
 fi
 sanity="$(bash hack/build-csi-sanity.sh)"
@@ -36,15 +33,26 @@ stop_daemon() {
   fi
   pid=""
 }
+# What a failed spec left staged: mounts under the work directory, their loop devices and
+# FUSE mounts. Without this a failure leaves the machine with busy devices.
+release_host_state() {
+  local dir="$1" m dev
+  for m in $(awk -v d="$dir/" 'index($5, d) == 1 && $0 !~ / - fuse/ {print $5}' /proc/self/mountinfo | sort -r); do umount -l "$m" 2>/dev/null || true; done
+  for dev in /sys/block/loop*; do
+    if grep -q "^$dir/" "$dev/loop/backing_file" 2>/dev/null; then losetup -d "/dev/$(basename "$dev")" 2>/dev/null || true; fi
+  done
+  for m in $(awk -v d="$dir/" 'index($5, d) == 1 && $0 ~ / - fuse/ {print $5}' /proc/self/mountinfo); do fusermount3 -u -z "$m" 2>/dev/null || true; done
+}
 cleanup() {
   stop_daemon
+  release_host_state "$work"
   if [ "${KEEP:-}" = 1 ]; then echo "csi-sanity: work directory kept: $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 
 # ControllerModifyVolume needs mutable parameters the plugin accepts.
 printf 'retentionAge: "24h"\n' >"$work/mutable.yaml"
-focus="${CSI_SANITY_FOCUS:-Identity Service|\[Controller Server\]|\[GroupController}"
+focus="${CSI_SANITY_FOCUS:-}"
 overall=0
 
 run_one() {
@@ -52,19 +60,19 @@ run_one() {
   shift
   mkdir -p "$dir"
   local endpoint="unix://$dir/csi.sock"
-  TIDEMARK_LOG_LEVEL="${TIDEMARK_LOG_LEVEL:-info}" "$node" "$daemon" --store "$dir/store" --endpoint "$endpoint" --node-id sanity-node \
+  TIDEMARK_LOG_LEVEL="${TIDEMARK_LOG_LEVEL:-info}" bin/tidemark --store "$dir/store" serve --node-id sanity-node --csi-endpoint "$endpoint" \
     >"$dir/daemon.out" 2>"$dir/daemon.log" &
   pid=$!
   for _ in $(seq 1 300); do
-    grep -q '^ready' "$dir/daemon.out" 2>/dev/null && break
+    grep -q 'tidemark daemon ready' "$dir/daemon.log" 2>/dev/null && break
     if ! kill -0 "$pid" 2>/dev/null; then
-      echo "csi-sanity ($type): the CSI daemon did not start:" >&2
+      echo "csi-sanity ($type): tidemark serve did not start:" >&2
       cat "$dir/daemon.log" >&2
       return 1
     fi
     sleep 0.1
   done
-  grep -q '^ready' "$dir/daemon.out" || { echo "csi-sanity ($type): the CSI daemon did not become ready in 30s" >&2; return 1; }
+  grep -q 'tidemark daemon ready' "$dir/daemon.log" || { echo "csi-sanity ($type): tidemark serve did not become ready in 30s" >&2; return 1; }
 
   local status=0
   "$sanity" \
@@ -75,11 +83,12 @@ run_one() {
     --csi.testvolumesize 67108864 \
     --csi.testvolumeexpandsize 134217728 \
     --csi.testvolumemutableparameters "$work/mutable.yaml" \
-    --ginkgo.focus "$focus" \
+    ${focus:+--ginkgo.focus "$focus"} \
     --ginkgo.junit-report "$dir/junit.xml" \
     --ginkgo.no-color \
     "$@" >"$dir/sanity.out" 2>&1 || status=$?
   stop_daemon
+  release_host_state "$dir"
 
   if [ ! -f "$dir/junit.xml" ]; then
     cat "$dir/sanity.out" >&2

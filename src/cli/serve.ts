@@ -1,6 +1,9 @@
 import * as path from 'node:path';
 import { AdminServer } from '../api/server.js';
+import { CsiServer } from '../csi/index.js';
 import { Engine } from '../engine/index.js';
+import type { AttachMode } from '../host/index.js';
+import { NbdServer } from '../nbd/index.js';
 import { invalidArgument } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import { ADMIN_SOCKET_FILE } from './context.js';
@@ -12,8 +15,12 @@ export interface DaemonConfig {
   adminSocket: string;
   /** Where the NBD server listens (data path for nbd-client / nbdfuse). */
   nbdSocket: string;
+  /** NBD over TCP, only when asked: loopback unless a host is given. */
+  nbdTcp?: { host: string; port: number };
   /** Where the CSI services listen, as a unix:// endpoint. */
   csiEndpoint: string;
+  /** How NodeStageVolume attaches devices; by default the kernel nbd driver where present. */
+  attachMode?: AttachMode;
   /** Kubeconfig for the reconcilers; absent = in-cluster configuration. */
   kubeconfig?: string;
   /** Journal segment size of new volumes; only tests change it. */
@@ -25,9 +32,29 @@ export interface DaemonConfigInput {
   nodeId: string;
   adminSocket?: string;
   nbdSocket?: string;
+  /** `PORT` (loopback) or `HOST:PORT`. */
+  nbdTcp?: string;
   csiEndpoint?: string;
+  attachMode?: string;
   kubeconfig?: string;
   segmentSize?: number;
+}
+
+/** `--nbd-tcp`: a port alone binds loopback; another address must be named explicitly. */
+export function parseNbdTcp(text: string): { host: string; port: number } {
+  const match = /^(?:(.+):)?(\d{1,5})$/.exec(text.trim());
+  const port = match ? Number(match[2]) : NaN;
+  if (!match || !(port >= 0 && port <= 65535)) {
+    throw invalidArgument(`--nbd-tcp "${text}" must be PORT or HOST:PORT, e.g. 10809 or 0.0.0.0:10809`);
+  }
+  const host = (match[1] ?? '127.0.0.1').replace(/^\[(.*)\]$/, '$1');
+  return { host, port };
+}
+
+function parseAttachMode(text: string): AttachMode | undefined {
+  if (text === 'auto') return undefined;
+  if (text === 'kernel' || text === 'fuse') return text;
+  throw invalidArgument(`--attach "${text}" must be auto, kernel or fuse`);
 }
 
 /** Fills in the socket defaults: files in the store (design: `admin.sock`, `nbd.sock`, `csi.sock`). */
@@ -41,7 +68,9 @@ export function daemonConfig(input: DaemonConfigInput): DaemonConfig {
     nodeId: input.nodeId,
     adminSocket: path.resolve(input.adminSocket ?? path.join(store, ADMIN_SOCKET_FILE)),
     nbdSocket: path.resolve(input.nbdSocket ?? path.join(store, 'nbd.sock')),
+    ...(input.nbdTcp !== undefined ? { nbdTcp: parseNbdTcp(input.nbdTcp) } : {}),
     csiEndpoint,
+    ...(input.attachMode !== undefined ? { attachMode: parseAttachMode(input.attachMode) } : {}),
     ...(input.kubeconfig !== undefined ? { kubeconfig: path.resolve(input.kubeconfig) } : {}),
     ...(input.segmentSize !== undefined ? { segmentSize: input.segmentSize } : {}),
   };
@@ -59,20 +88,31 @@ export class Daemon {
     readonly config: DaemonConfig,
     readonly engine: Engine,
     private readonly admin: AdminServer,
+    readonly nbd: NbdServer,
+    private readonly csi: CsiServer,
     private readonly logger: Logger,
   ) {}
 
   static async start(config: DaemonConfig, logger: Logger): Promise<Daemon> {
     const engine = await Engine.open({ store: config.store, logger, ...(config.segmentSize !== undefined ? { segmentSize: config.segmentSize } : {}) });
     const admin = new AdminServer(engine, logger, { nodeId: config.nodeId });
+    const nbd = new NbdServer(engine, logger);
+    const csi = new CsiServer(engine, logger, {
+      nodeId: config.nodeId,
+      endpoint: config.csiEndpoint,
+      ready: () => nbd.listening,
+      node: { nbdSocket: config.nbdSocket, ...(config.attachMode ? { attachMode: config.attachMode } : {}) },
+    });
     try {
       await admin.listen(config.adminSocket);
-      // ---- NBD data path: start here. ------------------------------------------------------
-      // src/nbd exports NbdServer; once it lands, construct it over `engine`, listen on
-      // config.nbdSocket, and stop it in `stop` before the admin server.
-      // ---- CSI services and Kubernetes reconcilers: start here, after NBD. ------------------
-      // They listen on config.csiEndpoint and use config.kubeconfig / config.nodeId.
+      // The data path comes up before CSI, so that a Probe answering "ready" means a node
+      // can attach what the controller creates.
+      await nbd.listenUnix(config.nbdSocket);
+      if (config.nbdTcp) await nbd.listenTcp(config.nbdTcp.port, config.nbdTcp.host);
+      await csi.start();
     } catch (err) {
+      await csi.stop(0).catch(() => undefined);
+      await nbd.close().catch(() => undefined);
       await admin.close().catch(() => undefined);
       await engine.close().catch(() => undefined);
       throw err;
@@ -82,18 +122,22 @@ export class Daemon {
       nodeId: config.nodeId,
       adminSocket: config.adminSocket,
       nbdSocket: config.nbdSocket,
+      nbdTcp: config.nbdTcp,
       csiEndpoint: config.csiEndpoint,
       kubeconfig: config.kubeconfig,
       pid: process.pid,
     });
-    return new Daemon(config, engine, admin, logger);
+    return new Daemon(config, engine, admin, nbd, csi, logger);
   }
 
   /** Stops the services, then the engine; calling it again waits for the first stop. */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       this.logger.info('tidemark daemon stopping', { store: this.config.store });
-      // (CSI and NBD stop here first, once they exist.)
+      // Top-down: CSI stops taking calls, NBD lets running requests finish (acknowledged
+      // writes are in the journal either way), and the engine closes last.
+      await this.csi.stop();
+      await this.nbd.close();
       await this.admin.close();
       await this.engine.close();
       this.logger.info('tidemark daemon stopped', { store: this.config.store });

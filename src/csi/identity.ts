@@ -16,8 +16,10 @@ export const PLUGIN_CAPABILITIES: PluginCapability[] = [
   // SNAPSHOT_ACCESSIBILITY_CONSTRAINTS (alpha) would fit, snapshots live on one node, but
   // csi-sanity v5.6.0 compares the topology a driver reports with reflection-based equality,
   // which fails on protobuf internals for every driver that reports one. Left out until then.
-  // The engine grows a volume while it is in use; the node side grows the device and filesystem.
-  { volumeExpansion: { type: 'ONLINE' } },
+  // The engine grows a volume while it is in use, but an attached NBD client (nbdfuse or the
+  // kernel's nbd-client) keeps the size it learned when it connected; the device and the
+  // filesystem grow when the volume is next staged. That is OFFLINE expansion.
+  { volumeExpansion: { type: 'OFFLINE' } },
 ];
 
 /** The CSI Identity service: who the plugin is, what it offers, and whether it is ready. */

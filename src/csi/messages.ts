@@ -379,4 +379,78 @@ export interface NodeUnpublishVolumeRequest {
   targetPath: string;
 }
 
+export interface NodeStageVolumeRequest {
+  volumeId: string;
+  publishContext: StringMap;
+  stagingTargetPath: string;
+  volumeCapability: VolumeCapability | null;
+  secrets: StringMap;
+  volumeContext: StringMap;
+}
+
+export interface NodeUnstageVolumeRequest {
+  volumeId: string;
+  stagingTargetPath: string;
+}
+
+export interface NodePublishVolumeRequest {
+  volumeId: string;
+  publishContext: StringMap;
+  stagingTargetPath: string;
+  targetPath: string;
+  volumeCapability: VolumeCapability | null;
+  readonly: boolean;
+  secrets: StringMap;
+  volumeContext: StringMap;
+}
+
+export interface VolumeUsage {
+  available: Int64Out;
+  total: Int64Out;
+  used: Int64Out;
+  unit: 'BYTES' | 'INODES';
+}
+
+export interface NodeGetVolumeStatsRequest {
+  volumeId: string;
+  volumePath: string;
+  stagingTargetPath: string;
+}
+
+export interface NodeGetVolumeStatsResponse {
+  usage: VolumeUsage[];
+}
+
+export interface NodeGetVolumeHealthRequest {
+  volumeId: string;
+  volumePublishPath: string;
+  stagingTargetPath: string;
+}
+
+export interface NodeGetVolumeHealthResponse {
+  volumeHealth: VolumeHealth;
+}
+
+export interface StorageBackendHealth {
+  status: 'STORAGE_DEGRADED' | 'STORAGE_UNREACHABLE';
+  reason: string;
+  message: string;
+}
+
+export interface NodeGetStorageHealthResponse {
+  backendHealth: StorageBackendHealth[];
+}
+
+export interface NodeExpandVolumeRequest {
+  volumeId: string;
+  volumePath: string;
+  capacityRange: CapacityRange | null;
+  stagingTargetPath: string;
+  volumeCapability: VolumeCapability | null;
+}
+
+export interface NodeExpandVolumeResponse {
+  capacityBytes: Int64Out;
+}
+
 export type Empty = Record<string, never>;

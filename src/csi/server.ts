@@ -11,7 +11,7 @@ import { groupControllerService } from './groupcontroller.js';
 import { Handles, isGroupMember, isTemporary } from './handles.js';
 import { identityService } from './identity.js';
 import { InFlight } from './inflight.js';
-import { nodeService } from './node.js';
+import { nodeService, type NodeServiceOptions } from './node.js';
 import { csiServiceDefinition, type CsiServiceName } from './proto.js';
 import { CsiRecords } from './records.js';
 import { snapshotMetadataService } from './snapshotmetadata.js';
@@ -27,8 +27,8 @@ export interface CsiServerOptions {
   ready?: () => boolean;
   /** Lets group snapshots pause writes for their cut (see WriteGate). */
   writeGate?: WriteGate;
-  /** Replaces the Node service; the data-path implementation plugs in here. */
-  nodeService?: (ctx: CsiContext) => grpc.UntypedServiceImplementation;
+  /** The Node service's host side; by default the store's nbd.sock and STORE/csi/node. */
+  node?: Partial<NodeServiceOptions>;
 }
 
 /** Longest unix socket path Linux accepts (sun_path is 108 bytes with the final NUL). */
@@ -95,7 +95,14 @@ export class CsiServer {
       ['Controller', controllerService(ctx)],
       ['GroupController', groupControllerService(ctx)],
       ['SnapshotMetadata', snapshotMetadataService(ctx)],
-      ['Node', (this.options.nodeService ?? nodeService)(ctx)],
+      [
+        'Node',
+        nodeService(ctx, {
+          nbdSocket: path.join(this.engine.store, 'nbd.sock'),
+          stateDir: path.join(this.engine.store, 'csi', 'node'),
+          ...this.options.node,
+        }),
+      ],
     ];
     for (const [name, implementation] of services) server.addService(csiServiceDefinition(name), implementation);
     await new Promise<void>((resolve, reject) => {

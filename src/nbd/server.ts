@@ -99,6 +99,11 @@ export class NbdServer {
     return address;
   }
 
+  /** True while at least one listener accepts and close has not begun. */
+  get listening(): boolean {
+    return !this.closing && this.listeners.length > 0;
+  }
+
   /** Clients connected now. */
   clients(): NbdClientInfo[] {
     return [...this.connections].map((c) => ({ connection: c.id, volume: c.volume, holder: c.holder }));

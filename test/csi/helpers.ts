@@ -1,8 +1,11 @@
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { Engine } from '../../src/engine/index.js';
+import { readMounts } from '../../src/host/index.js';
+import { NbdServer } from '../../src/nbd/index.js';
 import { CsiServer, csiClientConstructor, type CsiServerOptions, type CsiServiceName } from '../../src/csi/index.js';
 import { silentLogger, type Logger } from '../../src/util/log.js';
 
@@ -68,6 +71,9 @@ export interface Harness {
   socket: string;
   engine: Engine;
   server: CsiServer;
+  /** The NBD server NodeStageVolume attaches through. */
+  nbd: NbdServer;
+  nbdSocket: string;
   identity: CsiClient;
   controller: CsiClient;
   group: CsiClient;
@@ -76,14 +82,25 @@ export interface Harness {
   stop(): Promise<void>;
 }
 
-/** A real engine on a temporary store and a real CsiServer on a unix socket beside it. */
+/**
+ * A real engine on a temporary store, a real NBD server and a real CsiServer on unix
+ * sockets beside it: what `tidemark serve` runs, without the admin API.
+ */
 export async function startHarness(options: Partial<CsiServerOptions> & { logger?: Logger } = {}): Promise<Harness> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'tidemark-csi-'));
   const store = path.join(dir, 'store');
   const socket = path.join(dir, 'csi.sock');
   const logger = options.logger ?? silentLogger();
   const engine = await Engine.open({ store, logger, upkeepIntervalMs: 0 });
-  const server = new CsiServer(engine, logger, { nodeId: NODE, endpoint: `unix://${socket}`, ...options });
+  const nbdSocket = path.join(dir, 'nbd.sock');
+  const nbd = new NbdServer(engine, logger, { closeGraceMs: 1000 });
+  await nbd.listenUnix(nbdSocket);
+  const server = new CsiServer(engine, logger, {
+    nodeId: NODE,
+    endpoint: `unix://${socket}`,
+    ...options,
+    node: { nbdSocket, stateDir: path.join(dir, 'node'), ...options.node },
+  });
   await server.start();
   const clients = {
     identity: new CsiClient('Identity', socket),
@@ -98,14 +115,35 @@ export async function startHarness(options: Partial<CsiServerOptions> & { logger
     socket,
     engine,
     server,
+    nbd,
+    nbdSocket,
     ...clients,
     async stop() {
       for (const client of Object.values(clients)) client.close();
       await server.stop(1000);
+      await releaseHostState(dir);
+      await nbd.close();
       await engine.close();
       await fs.rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * Takes down whatever a failed test left attached under `dir`: mounts (deepest first, lazily),
+ * loop devices reading files there, FUSE mounts. Without it one failure cascades into every
+ * later test of the run.
+ */
+export async function releaseHostState(dir: string): Promise<void> {
+  if (process.getuid?.() !== 0) return;
+  const quiet = (command: string, args: string[]) => new Promise<void>((resolve) => spawn(command, args, { stdio: 'ignore' }).once('close', () => resolve()).once('error', () => resolve()));
+  const mounts = (await readMounts()).filter((m) => m.mountPoint.startsWith(`${dir}/`));
+  for (const m of mounts.filter((m) => m.fsType !== 'fuse').reverse()) await quiet('umount', ['-l', m.mountPoint]);
+  for (const name of await fs.readdir('/sys/block')) {
+    const backing = await fs.readFile(`/sys/block/${name}/loop/backing_file`, 'utf8').catch(() => '');
+    if (backing.startsWith(`${dir}/`)) await quiet('losetup', ['-d', `/dev/${name}`]);
+  }
+  for (const m of mounts.filter((m) => m.fsType === 'fuse')) await quiet('fusermount3', ['-u', '-z', m.mountPoint]);
 }
 
 export const mountCapability = (fsType = '') => ({ mount: { fsType, mountFlags: [] }, accessMode: { mode: 'SINGLE_NODE_WRITER' } });

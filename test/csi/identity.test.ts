@@ -30,7 +30,7 @@ describe('CSI Identity service', () => {
     expect(services.sort()).toEqual(
       ['CONTROLLER_SERVICE', 'GROUP_CONTROLLER_SERVICE', 'SNAPSHOT_METADATA_SERVICE', 'VOLUME_ACCESSIBILITY_CONSTRAINTS'].sort(),
     );
-    expect(capabilities.filter((c) => c.volumeExpansion).map((c) => c.volumeExpansion!.type)).toEqual(['ONLINE']);
+    expect(capabilities.filter((c) => c.volumeExpansion).map((c) => c.volumeExpansion!.type)).toEqual(['OFFLINE']);
   });
 
   it('probes ready while serving, not ready once the daemon says so, and unhealthy without a store', async () => {

@@ -1,14 +1,15 @@
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { PACKAGE_ROOT } from '../../src/api/proto.js';
 
 /**
- * csi-sanity (kubernetes-csi/csi-test v5) against a CSI-only daemon over a real engine, through
- * hack/csi-sanity.sh, which builds csi-sanity with Go on first use. The Identity, Controller
- * (snapshots included) and GroupController specs run; the Node specs wait for the data path.
+ * csi-sanity (kubernetes-csi/csi-test v5), every spec, against a real `tidemark serve`,
+ * through hack/csi-sanity.sh, which builds csi-sanity with Go on first use. Node specs attach,
+ * format and mount for real, so this needs root.
  */
-const cache = process.env.TIDEMARK_CACHE ?? path.join(PACKAGE_ROOT, '.cache');
+const cache = process.env.TIDEMARK_CACHE ?? path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'tidemark');
 
 function canBuild(): boolean {
   if (fs.existsSync(path.join(cache, 'bin', 'csi-sanity'))) return true;
@@ -31,15 +32,20 @@ function runSanity(): Promise<{ code: number | null; output: string }> {
 }
 
 describe('csi-sanity', () => {
-  it('passes the Identity, Controller and GroupController specs for mount and block volumes', async () => {
+  it('passes every spec for mount and block volumes', async () => {
     if (!canBuild()) return;
+    if (process.getuid?.() !== 0) {
+      if (process.env.CI === 'true') throw new Error('csi-sanity stages volumes for real and needs root; CI runs as root');
+      console.warn('SKIPPED: csi-sanity needs root (NBD attach, mkfs, mount)');
+      return;
+    }
     const { code, output } = await runSanity();
     const summaries = [...output.matchAll(/csi-sanity \((mount|block)\): (\d+) passed, (\d+) failed, (\d+) skipped/g)];
     if (code !== 0 || summaries.length !== 2) throw new Error(`hack/csi-sanity.sh failed (exit ${code}):\n${output}`);
     console.log(output.trim());
     for (const [, accessType, passed, failed] of summaries) {
       expect([accessType, Number(failed)]).toEqual([accessType, 0]);
-      expect(Number(passed)).toBeGreaterThan(50);
+      expect(Number(passed)).toBeGreaterThan(80);
     }
     expect(summaries.map((s) => s[1])).toEqual(['mount', 'block']);
   }, 15 * 60 * 1000);

@@ -17,6 +17,8 @@ interface ServeOptions {
   nodeId?: string;
   csiEndpoint?: string;
   nbdSocket?: string;
+  nbdTcp?: string;
+  attach?: string;
   kubeconfig?: string;
   segmentSize?: string;
   logLevel?: string;
@@ -29,6 +31,8 @@ export function registerServeCommand(program: Command): void {
     .option('--node-id <id>', 'Kubernetes node name (default: the host name)')
     .option('--csi-endpoint <endpoint>', 'CSI socket, unix:///PATH (default: csi.sock in the store)')
     .option('--nbd-socket <path>', 'NBD socket (default: nbd.sock in the store)')
+    .option('--nbd-tcp <[host:]port>', 'also serve NBD over TCP: a port alone listens on loopback only')
+    .option('--attach <mode>', 'how CSI staging attaches volumes: auto (kernel nbd where loaded, else nbdfuse + loop), kernel or fuse', 'auto')
     .option('--kubeconfig <file>', 'kubeconfig for the reconcilers (default: in-cluster)')
     .option('--log-level <level>', 'error, warn, info or debug (default: $TIDEMARK_LOG_LEVEL or info)')
     .addOption(new Option('--segment-size <size>', 'journal segment size of new volumes; for tests only').hideHelp())
@@ -41,7 +45,9 @@ export function registerServeCommand(program: Command): void {
         nodeId: opts.nodeId ?? os.hostname(),
         ...(g.adminSocket !== undefined ? { adminSocket: g.adminSocket } : {}),
         ...(opts.nbdSocket !== undefined ? { nbdSocket: opts.nbdSocket } : {}),
+        ...(opts.nbdTcp !== undefined ? { nbdTcp: opts.nbdTcp } : {}),
         ...(opts.csiEndpoint !== undefined ? { csiEndpoint: opts.csiEndpoint } : {}),
+        ...(opts.attach !== undefined ? { attachMode: opts.attach } : {}),
         ...(opts.kubeconfig !== undefined ? { kubeconfig: opts.kubeconfig } : {}),
         ...(opts.segmentSize !== undefined ? { segmentSize: segmentSize(opts.segmentSize) } : {}),
       });
