@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { Journal } from '../../src/engine/journal.js';
 import { RecordType, encodeRecord, encodedSize, type JournalRecord } from '../../src/engine/record.js';
 import { Volume } from '../../src/engine/volume.js';
@@ -6,16 +7,18 @@ import { MiB } from './harness.js';
 
 /**
  * Wall-clock attribution of the engine's write path, by wrapping methods on the engine's own
- * prototypes for the length of one run (the engine is not changed). A volume runs one batch
- * or one checkpoint at a time under its lock, so with one volume these calls nest but never
- * interleave, and each is charged its own time minus that of the wrapped calls inside it:
+ * prototypes for the length of one run (the engine is not changed). Each wrapped call is
+ * charged its own time minus that of the wrapped calls inside it; nesting is followed per
+ * async context (AsyncLocalStorage), because the applier runs beside the batches:
  *
- *   batch       runBatch: one queue drain, under the lock (its own time is bookkeeping)
- *   apply       applyLocked: image writes + bitmap, once the append returned
- *   append      Journal.append: encode (copy + CRC32C) + the journal write(s)
- *   roll        fdatasync and close of a full segment, open of the next
- *   sync        Journal.sync: fdatasync of the journal (flush, FUA, and before a checkpoint)
- *   checkpoint  writeCheckpoint: image fdatasync + checkpoint file (upkeep after a roll)
+ *   batch        runBatch: one queue drain, under the lock (its own time is bookkeeping)
+ *   apply        applyLocked: bitmap marks and hand-over to the applier
+ *   append       Journal.append: encode (copy + CRC32C) + the journal write(s)
+ *   roll         open of the next segment (the old one is synced by the next sync)
+ *   sync         Journal.sync on the acknowledgement path (FLUSH, FUA)
+ *   checkpoint   writeCheckpoint: drain, image fdatasync, checkpoint file
+ *   background       applyPending: image writes, overlapped with the batches
+ *   background sync  journal syncs the applier starts itself, also overlapped
  */
 export interface WriteProfile {
   /** Own milliseconds per key. */
@@ -28,38 +31,39 @@ type Method = (this: unknown, ...args: unknown[]) => unknown;
 
 interface Frame {
   children: number;
+  background: boolean;
 }
 
 export function instrumentWritePath(): { stop: () => WriteProfile } {
   const profile: WriteProfile = { ms: {}, calls: {}, batchOps: [] };
-  const stack: Frame[] = [];
+  const context = new AsyncLocalStorage<Frame>();
   const undo: (() => void)[] = [];
-  const wrap = (prototype: object, method: string, key: string, onCall?: (args: unknown[]) => void) => {
+  const wrap = (prototype: object, method: string, key: string, options: { background?: boolean; onCall?: (args: unknown[]) => void } = {}) => {
     const table = prototype as Record<string, unknown>;
     const original = table[method];
     if (typeof original !== 'function') throw new Error(`cannot instrument ${method}: the engine no longer has it`);
     const inner = original as Method;
     table[method] = async function (this: unknown, ...args: unknown[]) {
-      onCall?.(args);
-      const frame: Frame = { children: 0 };
-      stack.push(frame);
+      options.onCall?.(args);
+      // The applier is started from inside a batch but outlives it: it is a root of its own.
+      const parent = options.background ? undefined : context.getStore();
+      const frame: Frame = { children: 0, background: options.background === true || parent?.background === true };
       const start = performance.now();
       try {
-        return await inner.apply(this, args);
+        return await context.run(frame, () => inner.apply(this, args));
       } finally {
         const took = performance.now() - start;
-        const at = stack.lastIndexOf(frame);
-        if (at >= 0) stack.splice(at, 1);
-        const parent = stack[stack.length - 1];
         if (parent) parent.children += took;
-        profile.ms[key] = (profile.ms[key] ?? 0) + took - frame.children;
-        profile.calls[key] = (profile.calls[key] ?? 0) + 1;
+        const charged = frame.background && !options.background ? `background ${key}` : key;
+        profile.ms[charged] = (profile.ms[charged] ?? 0) + took - frame.children;
+        profile.calls[charged] = (profile.calls[charged] ?? 0) + 1;
       }
     };
     undo.push(() => (table[method] = original));
   };
-  wrap(Volume.prototype, 'runBatch', 'batch', (args) => profile.batchOps.push(Array.isArray(args[0]) ? args[0].length : 0));
+  wrap(Volume.prototype, 'runBatch', 'batch', { onCall: (args) => profile.batchOps.push(Array.isArray(args[0]) ? args[0].length : 0) });
   wrap(Volume.prototype, 'applyLocked', 'apply');
+  wrap(Volume.prototype, 'applyPending', 'background', { background: true });
   wrap(Volume.prototype, 'writeCheckpoint', 'checkpoint');
   wrap(Journal.prototype, 'append', 'append');
   wrap(Journal.prototype, 'roll', 'roll');

@@ -7,7 +7,7 @@ import { silentLogger, type Logger } from '../util/log.js';
 import { isPowerOfTwo } from '../util/sizes.js';
 import { intersect, normalize, type Extent } from './extents.js';
 import { checkName } from './names.js';
-import { baseSequence, earliestRecoverable, expiredError, findBase, replayInto, restoreFromSnapshot, rewindInPlace, type Base } from './restore.js';
+import { baseSequence, earliestRecoverable, expiredError, findBase, replayInto, restoreFromSnapshot, rewindInPlace, validFrom, type Base } from './restore.js';
 import { enforceRetentionLocked, type RetentionOutcome } from './retention.js';
 import { lockStore } from './store-lock.js';
 import type {
@@ -266,7 +266,7 @@ export class Engine {
       // When the oldest recoverable point starts from this snapshot, deleting its copy would
       // expire every later marker although their journal is still here: the engine keeps it
       // as its own base instead, until retention frees the journal it serves.
-      const isBase = snapshot !== undefined && snapshot.sequence === earliestRecoverable(volume) && volume.journal.firstSequence <= snapshot.sequence + 1;
+      const isBase = snapshot !== undefined && validFrom(snapshot) === earliestRecoverable(volume) && volume.journal.firstSequence <= snapshot.sequence + 1;
       if (isBase) await volume.retireSnapshotLocked(name);
       else await volume.deleteSnapshotLocked(name);
     });
@@ -468,6 +468,17 @@ export class Engine {
     const lastFreed = volume.journal.firstSequence - 1;
     const recorded = [...volume.snapshotMeta(), ...volume.markerMeta()].some((r) => r.sequence === lastFreed && r.createdAt <= time);
     if (lastFreed > 0 && recorded) return { point: lastFreed, what };
+    // A base at or after the freed records whose last data change is no later than the time
+    // holds the volume as it was then: no data changed between that change and the base. The
+    // point is the newest record of that stretch known to be no later than the time.
+    const base = volume
+      .snapshotMeta()
+      .find((s) => s.sequence >= lastFreed && s.dataSequence !== undefined && s.dataSequence <= lastFreed && (s.dataTime ?? Infinity) <= time);
+    if (lastFreed > 0 && base) {
+      const from = base.dataSequence!;
+      const known = [...volume.snapshotMeta(), ...volume.markerMeta()].filter((r) => r.sequence > from && r.sequence <= lastFreed && r.createdAt <= time);
+      return { point: Math.max(from, ...known.map((r) => r.sequence)), what };
+    }
     if (time >= volume.createdAt && volume.journal.firstSequence <= 1) return { point: 0, what };
     if (time < volume.createdAt) throw invalidArgument(`${what} is before volume "${volume.name}" was created (${new Date(volume.createdAt).toISOString()})`);
     throw expiredError(volume, what, 0);
@@ -511,11 +522,12 @@ export class Engine {
   private scheduleUpkeep(volume: Volume): void {
     if (this.closed || this.upkeepRunning.has(volume.name)) return;
     this.upkeepRunning.add(volume.name);
-    void volume
-      .exclusive(async () => {
-        await volume.writeCheckpoint();
-        await enforceRetentionLocked(volume, this.logger);
-      })
+    void (async () => {
+      // Writes go on while the image is synced; only retention needs the volume to itself.
+      await volume.checkpointInBackground();
+      const { maxBytes, maxAgeSeconds } = volume.retention;
+      if (maxBytes !== undefined || maxAgeSeconds !== undefined) await volume.exclusive(() => enforceRetentionLocked(volume, this.logger));
+    })()
       .catch((err: unknown) => this.logger.warn('volume upkeep failed', { volume: volume.name, error: String(err) }))
       .finally(() => this.upkeepRunning.delete(volume.name));
   }

@@ -6,6 +6,7 @@ import type { Logger } from '../util/log.js';
 import {
   HEADER_SIZE,
   RecordType,
+  WRITE_PAYLOAD_OFFSET,
   decodeRecord,
   encodeRecord,
   encodedSize,
@@ -40,6 +41,8 @@ export interface RecoveryReport {
 }
 
 const SEGMENT_SUFFIX = '.log';
+/** A batch is written in pieces of about this size, each as soon as it is encoded. */
+const WRITE_PIECE_BYTES = 2 * 1024 * 1024;
 const segmentName = (firstSequence: number) => `${firstSequence.toString(16).padStart(16, '0')}${SEGMENT_SUFFIX}`;
 
 /**
@@ -52,7 +55,16 @@ export class Journal {
   private readHandles = new Map<string, fs.FileHandle>();
   private nextSequence = 1;
   private lastTime = 0;
-  private dirtySinceSync = false;
+  /** Sequence of the newest record whose bytes are in the segment file (page cache or disk). */
+  private appendedThrough = 0;
+  /** Sequence of the newest record known to be on stable storage. */
+  private durableThrough = 0;
+  /** Segments rolled away from but not yet synced; closed by the sync that covers them. */
+  private rolled: fs.FileHandle[] = [];
+  /** The fdatasync in progress, if any; syncs are serialised and coalesced. */
+  private syncing: Promise<void> | undefined;
+  /** A segment file was created since the directory was last synced. */
+  private dirDirty = false;
 
   private constructor(
     private readonly dir: string,
@@ -115,12 +127,13 @@ export class Journal {
       }
     }
     journal.nextSequence = expected ?? Math.max(1, checkpoint + 1);
+    journal.appendedThrough = journal.nextSequence - 1;
+    // Records after the checkpoint may be a crashed process's unsynced writes, still only in
+    // the page cache; the checkpoint that will count them must sync them first.
+    journal.durableThrough = report.replayed > 0 ? Math.min(checkpoint, journal.appendedThrough) : journal.appendedThrough;
     const last = journal.segments[journal.segments.length - 1];
     if (last) {
       journal.active = await fs.open(last.file, 'r+');
-      // Records after the checkpoint may be a crashed process's unsynced writes, still only in
-      // the page cache; the checkpoint that will count them must sync them first.
-      journal.dirtySinceSync = report.replayed > 0;
     } else {
       await journal.openNewSegment(journal.nextSequence);
     }
@@ -171,8 +184,10 @@ export class Journal {
 
   private async openNewSegment(firstSequence: number): Promise<void> {
     const file = path.join(this.dir, segmentName(firstSequence));
-    this.active = await fs.open(file, 'a+');
-    await fsyncDir(this.dir);
+    // Positional writes (not O_APPEND), so that one batch's pieces can be written side by side.
+    this.active = await fs.open(file, 'w+');
+    // The new name is made durable by the next sync, with the records that need it.
+    this.dirDirty = true;
     this.segments.push({ file, firstSequence, lastSequence: firstSequence - 1, firstTime: 0, lastTime: 0, size: 0 });
   }
 
@@ -230,13 +245,26 @@ export class Journal {
         j++;
       }
       const buffer = Buffer.allocUnsafe(bytes);
+      // Encoding (copy + CRC32C) runs here while earlier pieces are being written by the
+      // thread pool, so the two overlap instead of adding up.
+      const writes: Promise<void>[] = [];
       let at = 0;
+      let written = 0;
       for (let k = i; k < j; k++) {
         const record = bodies[k]!;
-        at += encodeRecord(record, buffer, at);
+        const size = encodeRecord(record, buffer, at);
+        // From here on the record's payload is the journal's copy, which the caller may keep
+        // (the volume's applier writes it to the image later) while the caller's buffer is reused.
+        if (record.type === RecordType.Write) record.data = buffer.subarray(at + WRITE_PAYLOAD_OFFSET, at + size);
+        at += size;
+        if (at - written >= WRITE_PIECE_BYTES || k === j - 1) {
+          writes.push(writeFully(this.active, buffer.subarray(written, at), segment.size + written));
+          written = at;
+        }
       }
+      const failed = (await Promise.allSettled(writes)).find((r): r is PromiseRejectedResult => r.status === 'rejected');
       try {
-        await writeFully(this.active, buffer, segment.size);
+        if (failed) throw failed.reason;
       } catch (err) {
         // A short or failed append leaves bytes that recovery would cut anyway; cutting them
         // now keeps later appends contiguous.
@@ -252,7 +280,7 @@ export class Journal {
         segment.lastTime = record.time;
       }
       segment.size += bytes;
-      this.dirtySinceSync = true;
+      this.appendedThrough = bodies[j - 1]!.sequence;
       i = j;
     }
   }
@@ -262,22 +290,58 @@ export class Journal {
     return this.nextSequence++;
   }
 
-  /** Makes every appended record durable (fdatasync), including those in segments rolled since. */
+  /** Newest sequence known durable: what a power cut cannot take back. */
+  get durableSequence(): number {
+    return this.durableThrough;
+  }
+
+  /** Newest sequence appended (durable or not). */
+  get appendedSequence(): number {
+    return this.appendedThrough;
+  }
+
+  /**
+   * Makes every record appended before the call durable (fdatasync), including those in
+   * segments rolled since the last sync. Safe to call while appends continue: a sync covers
+   * what was appended when its fdatasync began, and concurrent callers share one fdatasync
+   * where it covers them.
+   */
   async sync(): Promise<void> {
-    if (!this.dirtySinceSync) return;
-    this.dirtySinceSync = false;
-    try {
-      await this.active.datasync();
-    } catch (err) {
-      this.dirtySinceSync = true;
-      throw classifyError(err, 'syncing the journal');
+    const target = this.appendedThrough;
+    while (this.durableThrough < target) {
+      if (this.syncing) {
+        await this.syncing.catch(() => undefined);
+        continue;
+      }
+      const upTo = this.appendedThrough;
+      const handles = [...this.rolled, this.active];
+      const syncDir = this.dirDirty;
+      this.dirDirty = false;
+      const run = (async () => {
+        try {
+          for (const handle of handles) await handle.datasync();
+          if (syncDir) await fsyncDir(this.dir);
+        } catch (err) {
+          if (syncDir) this.dirDirty = true;
+          throw classifyError(err, 'syncing the journal');
+        }
+        this.durableThrough = Math.max(this.durableThrough, upTo);
+        const synced = this.rolled.filter((h) => handles.includes(h));
+        this.rolled = this.rolled.filter((h) => !handles.includes(h));
+        for (const handle of synced) await handle.close().catch(() => undefined);
+      })();
+      this.syncing = run;
+      try {
+        await run;
+      } finally {
+        if (this.syncing === run) this.syncing = undefined;
+      }
     }
   }
 
+  /** Moves appends to a new segment. The old one is synced by the next sync, not here. */
   private async roll(firstSequence = this.nextSequence): Promise<void> {
-    const old = this.active;
-    await old.datasync();
-    await old.close();
+    this.rolled.push(this.active);
     await this.openNewSegment(firstSequence);
     this.logger.debug('journal segment rolled', { dir: this.dir, firstSequence });
   }
@@ -324,7 +388,7 @@ export class Journal {
             time: parsed.time,
             offset,
             length,
-            dataPosition: at + HEADER_SIZE + 8,
+            dataPosition: at + WRITE_PAYLOAD_OFFSET,
             size,
             segment: index,
           };
@@ -420,6 +484,8 @@ export class Journal {
 
   async close(): Promise<void> {
     await this.sync().catch(() => undefined);
+    for (const handle of this.rolled) await handle.close().catch(() => undefined);
+    this.rolled = [];
     await this.active.close().catch(() => undefined);
     for (const handle of this.readHandles.values()) await handle.close().catch(() => undefined);
     this.readHandles.clear();

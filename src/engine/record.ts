@@ -15,6 +15,8 @@ import { crc32c } from '../util/crc32c.js';
  *       32    … payload
  */
 export const HEADER_SIZE = 32;
+/** Where a Write record's data starts, from the start of the record: header, then the offset. */
+export const WRITE_PAYLOAD_OFFSET = HEADER_SIZE + 8;
 export const RECORD_MAGIC = 0x54444d4b;
 /** Upper bound on one record's payload; larger writes are split into several records. */
 export const MAX_RECORD_PAYLOAD = 8 * 1024 * 1024;

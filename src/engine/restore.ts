@@ -22,7 +22,9 @@ export const baseSequence = (base: Base) => (base.kind === 'snapshot' ? base.sna
  */
 export function findBase(volume: Volume, point: number): Base | undefined {
   const first = volume.journal.firstSequence;
-  const candidates = [...volume.snapshotMeta()].filter((s) => s.sequence <= point).sort((a, b) => b.sequence - a.sequence);
+  // A snapshot taken after the point still holds it when no data changed in between (a
+  // retention base taken right after a marker, say); such a snapshot needs no replay at all.
+  const candidates = [...volume.snapshotMeta()].filter((s) => validFrom(s) <= point).sort((a, b) => b.sequence - a.sequence);
   for (const snapshot of candidates) {
     if (first <= snapshot.sequence + 1) return { kind: 'snapshot', snapshot };
   }
@@ -31,13 +33,18 @@ export function findBase(volume: Volume, point: number): Base | undefined {
   return undefined;
 }
 
-/** The oldest point still recoverable: the oldest usable base. */
+/** The oldest point a snapshot holds: its last data change before it, when known. */
+export function validFrom(snapshot: SnapshotMeta): number {
+  return Math.min(snapshot.dataSequence ?? snapshot.sequence, snapshot.sequence);
+}
+
+/** The oldest point still recoverable: the oldest point a usable base holds. */
 export function earliestRecoverable(volume: Volume): number {
   const first = volume.journal.firstSequence;
   const usable = volume
     .snapshotMeta()
     .filter((s) => first <= s.sequence + 1)
-    .map((s) => s.sequence);
+    .map(validFrom);
   if (!volume.snapshotMeta().some((s) => s.sequence === 0) && first <= 1) usable.push(0);
   return usable.length > 0 ? Math.min(...usable) : volume.journal.lastSequence;
 }
@@ -188,7 +195,10 @@ class PointReader {
  */
 export async function rewindInPlace(volume: Volume, base: Base, point: number, areas: Extent[] | undefined, progress?: Progress) {
   const touched: Extent[] = [];
-  for await (const header of volume.journal.headers(point + 1, volume.journal.lastSequence)) {
+  // A base taken after the point (nothing changed data in between) already holds the point,
+  // and the records between them may be freed: only what came after the base counts.
+  const after = Math.max(point, baseSequence(base));
+  for await (const header of volume.journal.headers(after + 1, volume.journal.lastSequence)) {
     if (header.length > 0 && header.type !== RecordType.Marker && header.type !== RecordType.Snapshot) {
       touched.push({ offset: header.offset, length: header.length });
     }

@@ -7,12 +7,21 @@ import { Mutex } from '../util/mutex.js';
 import { DirtyTracker } from './generations.js';
 import { Journal, type SegmentSummary } from './journal.js';
 import { checkName } from './names.js';
+import { PendingWrites, overlay } from './pending.js';
 import { MAX_RECORD_PAYLOAD, RecordType, recordExtent, type JournalRecord, type RecordBody } from './record.js';
 import type { RetentionPolicy, SnapshotInfo, VolumeInfo, WriteOptions } from './types.js';
 
 export interface SnapshotMeta {
   name: string;
   sequence: number;
+  /**
+   * The newest record that changed data when the snapshot was taken: every point from here
+   * to `sequence` has the snapshot's content, so it can be restored from it. Absent in
+   * checkpoints written before it was kept; then only `sequence` itself is known.
+   */
+  dataSequence?: number;
+  /** When that record was written. */
+  dataTime?: number;
   createdAt: number;
   internal: boolean;
   method: SnapshotInfo['method'];
@@ -38,6 +47,9 @@ interface CheckpointState {
   segmentSize: number;
   /** Every record up to this sequence is in the image and the bitmaps below. */
   checkpoint: number;
+  /** The newest record that changed data (write, zero, trim, resize), and its time; absent in old checkpoints. */
+  lastDataSequence?: number;
+  lastDataTime?: number;
   segments: SegmentSummary[];
   snapshots: SnapshotMeta[];
   markers: MarkerMeta[];
@@ -52,17 +64,35 @@ export const DEFAULT_BLOCK_SIZE = 4096;
 export const DEFAULT_GRANULARITY = 64 * 1024;
 export const DEFAULT_SEGMENT_SIZE = 64 * 1024 * 1024;
 const BATCH_BYTES = 32 * 1024 * 1024;
+/** Pending (not yet durable) bytes above which the applier syncs the journal itself. */
+const SYNC_AFTER_BYTES = 4 * 1024 * 1024;
+/** How long pending writes may wait for a client's FLUSH before the applier syncs anyway. */
+const SYNC_AFTER_MS = 20;
+/** Writers wait while this much is pending, so memory stays bounded under any load. */
+const MAX_PENDING_BYTES = 128 * 1024 * 1024;
+/** Payload the applier writes to the image per round. */
+const APPLY_BYTES = 8 * 1024 * 1024;
 const PUNCH_THRESHOLD = 1024 * 1024;
 const ZEROS = Buffer.alloc(PUNCH_THRESHOLD);
+
+/**
+ * Segments written between the checkpoints upkeep takes while writes flow. A checkpoint
+ * syncs the image under the volume lock, so fewer is faster; more means a longer replay after
+ * a crash (at most this many segments).
+ */
+const SEGMENTS_PER_CHECKPOINT = 4;
 
 const CHECKPOINT_FILE = 'checkpoint';
 const IMAGE_FILE = 'image';
 
 /**
  * One volume: a raw sparse image, its journal, its differential bitmaps, snapshots and
- * markers. Writes are batched: each batch is appended to the journal first and then applied
- * to the image, so the journal always holds at least what the image does. Operations that
- * need a still volume (snapshots, markers, restores, checkpoints) run between batches.
+ * markers. Writes are batched: each batch is appended to the journal and acknowledged; a
+ * background applier writes records to the image once the journal holds them durably (after
+ * a client's FLUSH, or after a short delay or enough data), so the image never holds a write
+ * the journal could lose, and journal appends and image writes overlap. Until a record is in
+ * the image, reads see it from memory (PendingWrites). Operations that need a still volume
+ * (snapshots, restores, checkpoints) run between batches, after the applier has caught up.
  */
 export class Volume {
   private queue: QueuedOp[] = [];
@@ -73,7 +103,16 @@ export class Volume {
   private failure: TidemarkError | undefined;
   private closed = false;
   private segmentCountAtCheckpoint = 0;
-  /** Set when a segment has rolled since the last checkpoint; the engine then runs upkeep. */
+  private readonly pending = new PendingWrites();
+  private applying: Promise<void> | undefined;
+  private syncTimer: NodeJS.Timeout | undefined;
+  /** Set by the timer and by drains: the applier syncs the journal rather than wait for a flush. */
+  private syncWanted = false;
+  private roomWaiters: (() => void)[] = [];
+  private checkpointChain: Promise<void> = Promise.resolve();
+  private checkpointsCaptured = 0;
+  private checkpointsWritten = 0;
+  /** Called when enough segments have rolled since the last checkpoint; the engine then runs upkeep. */
   onUpkeepDue: (() => void) | undefined;
 
   private constructor(
@@ -148,6 +187,10 @@ export class Volume {
     );
     const volume = new Volume(dir, state, journal, image, tracker, logger);
     for (const record of all) {
+      if (changesData(record)) {
+        state.lastDataSequence = record.sequence;
+        state.lastDataTime = record.time;
+      }
       if (record.type === RecordType.Write || record.type === RecordType.Zero || record.type === RecordType.Trim) {
         await applyToImage(image, path.join(dir, IMAGE_FILE), record);
         const { offset, length } = recordExtent(record);
@@ -166,7 +209,15 @@ export class Volume {
         if (!state.snapshots.some((s) => s.sequence === record.sequence)) {
           const file = path.join(dir, 'snapshots', record.name, IMAGE_FILE);
           if (await exists(file)) {
-            state.snapshots.push({ name: record.name, sequence: record.sequence, createdAt: record.time, internal: record.name.startsWith('~'), method: 'sparse-copy', size: state.size });
+            state.snapshots.push({
+              name: record.name,
+              sequence: record.sequence,
+              ...(state.lastDataSequence !== undefined ? { dataSequence: state.lastDataSequence, dataTime: state.lastDataTime ?? record.time } : {}),
+              createdAt: record.time,
+              internal: record.name.startsWith('~'),
+              method: 'sparse-copy',
+              size: state.size,
+            });
             tracker.startGeneration(record.sequence);
           } else {
             logger.warn('snapshot record without its copy; ignored', { volume: state.name, snapshot: record.name });
@@ -197,6 +248,8 @@ export class Volume {
     if (this.closed) return;
     await this.lock.run(async () => {
       if (!this.failure) await this.writeCheckpoint().catch((err) => this.logger.error('checkpoint at close failed', { volume: this.name, error: String(err) }));
+      await this.applying?.catch(() => undefined);
+      clearTimeout(this.syncTimer);
       this.closed = true;
       await this.journal.close();
       await this.image.close();
@@ -318,11 +371,15 @@ export class Volume {
   async readInto(offset: number, target: Buffer): Promise<void> {
     this.checkRange(offset, target.length, 'read');
     this.assertOpen();
+    // Taken before the image read: a record the applier writes meanwhile is laid over again,
+    // which is harmless; one it dropped before we looked would otherwise be missed.
+    const newer = this.pending.overlapping(offset, target.length);
     try {
       await readFully(this.image, target, offset);
     } catch (err) {
       throw classifyError(err, `reading volume "${this.name}"`);
     }
+    overlay(newer, offset, target);
   }
 
   write(offset: number, data: Buffer, options: WriteOptions = {}): Promise<number> {
@@ -408,52 +465,136 @@ export class Volume {
         lastBodyOf.push(bodies.length - 1);
       }
       const records = await this.applyLocked(bodies);
-      if (durable) await this.journal.sync();
+      if (durable) {
+        await this.journal.sync();
+        this.kickApplier();
+      }
       const sequenceAt = (i: number) => (lastBodyOf[i]! >= 0 ? records[lastBodyOf[i]!]!.sequence : this.journal.lastSequence);
       batch.forEach((op, i) => op.resolve(op.kind === 'flush' ? this.journal.lastSequence : sequenceAt(i)));
     } catch (err) {
       const error = classifyError(err, `writing volume "${this.name}"`);
       for (const op of batch) op.reject(error);
     }
-    if (this.journal.segmentList().length !== this.segmentCountAtCheckpoint) this.onUpkeepDue?.();
+    // Retention decides at each roll whether to take a base, which keeps a window of recent
+    // markers recoverable; without a policy only the replay length matters.
+    const limited = this.state.retention.maxBytes !== undefined || this.state.retention.maxAgeSeconds !== undefined;
+    const due = this.segmentCountAtCheckpoint + (limited ? 1 : SEGMENTS_PER_CHECKPOINT);
+    if (this.journal.segmentList().length >= due) this.onUpkeepDue?.();
   }
 
   /**
-   * Journals records and applies them to the image and the bitmaps. The caller holds the
-   * volume lock, so records reach the image in journal order.
+   * Journals records, marks them in the bitmaps and hands them to the applier; from the
+   * moment this returns, reads see them. The caller holds the volume lock, so records are
+   * numbered, journaled and applied in one order.
    */
   async applyLocked(bodies: RecordBody[]): Promise<JournalRecord[]> {
     if (bodies.length === 0) return [];
+    await this.waitForRoom();
     const records = bodies.map((body) => ({ ...body, sequence: 0, time: 0 }) as JournalRecord);
     for (const record of records) {
       record.sequence = this.journal.allocate();
       record.time = this.journal.stamp();
     }
+    // The journal's copy of each payload (append re-points `data` at it) is what the applier
+    // writes later, so the caller may reuse its buffers as soon as this returns.
     await this.journal.append(records);
-    try {
+    for (const record of records) {
+      const { offset, length } = recordExtent(record);
+      this.tracker.mark(offset, length);
+      if (changesData(record)) {
+        this.state.lastDataSequence = record.sequence;
+        this.state.lastDataTime = record.time;
+      }
+    }
+    this.pending.add(records);
+    this.kickApplier();
+    return records;
+  }
+
+  // ---- the applier -----------------------------------------------------------------------
+
+  /** Starts the applier unless it runs or has nothing to do. */
+  private kickApplier(): void {
+    if (this.applying || this.pending.count === 0 || this.failure) return;
+    this.applying = this.applyPending()
+      .catch((err: unknown) => {
+        // The journal holds records the image lacks. Replaying them at the next start puts
+        // the image right; until then the volume refuses I/O rather than serve stale data.
+        this.failure = classifyError(err, `volume "${this.name}" stopped after a failed image write; free space and restart the daemon, journaled data is kept`);
+        this.logger.error('image write failed; volume stopped', { volume: this.name, error: this.failure.message });
+      })
+      .finally(() => {
+        this.applying = undefined;
+        for (const wake of this.roomWaiters.splice(0)) wake();
+        if (!this.failure && this.syncWanted) this.kickApplier();
+      });
+  }
+
+  /** Writes durable pending records to the image, oldest first, until none is left. */
+  private async applyPending(): Promise<void> {
+    while (this.pending.count > 0 && !this.failure) {
+      const first = this.pending.firstSequence!;
+      if (this.journal.durableSequence < first) {
+        if (!this.syncWanted && this.pending.bytes < SYNC_AFTER_BYTES) {
+          this.armSyncTimer();
+          return;
+        }
+        this.syncWanted = false;
+        await this.journal.sync();
+        continue;
+      }
+      const records = this.pending.peek(this.journal.durableSequence, APPLY_BYTES);
       if (overlapping(records)) {
         for (const record of records) await applyToImage(this.image, this.imagePath, record);
       } else {
         await Promise.all(records.map((record) => applyToImage(this.image, this.imagePath, record)));
       }
-    } catch (err) {
-      // The journal holds records the image may lack. Replaying them at the next start puts
-      // the image right; until then the volume refuses I/O rather than serve stale data.
-      this.failure = classifyError(err, `volume "${this.name}" stopped after a failed image write; free space and restart the daemon, journaled data is kept`);
-      this.logger.error('image write failed; volume stopped', { volume: this.name, error: this.failure.message });
-      throw this.failure;
+      this.pending.drop(records.length);
+      for (const wake of this.roomWaiters.splice(0)) wake();
     }
-    for (const record of records) {
-      const { offset, length } = recordExtent(record);
-      this.tracker.mark(offset, length);
+  }
+
+  private armSyncTimer(): void {
+    if (this.syncTimer) return;
+    this.syncTimer = setTimeout(() => {
+      this.syncTimer = undefined;
+      this.syncWanted = true;
+      this.kickApplier();
+    }, SYNC_AFTER_MS);
+    this.syncTimer.unref();
+  }
+
+  /** Back-pressure: holds a writer while the applier is far behind. */
+  private async waitForRoom(): Promise<void> {
+    while (this.pending.bytes > MAX_PENDING_BYTES) {
+      this.assertOpen();
+      this.syncWanted = true;
+      this.kickApplier();
+      await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
     }
-    return records;
+    this.assertOpen();
+  }
+
+  /**
+   * Brings the image up to the newest record (syncing the journal first). The caller holds
+   * the lock, so nothing new arrives meanwhile; anything that reads or copies the image
+   * file itself starts with this.
+   */
+  private async drainLocked(): Promise<void> {
+    while (this.pending.count > 0) {
+      if (this.failure) throw this.failure;
+      this.syncWanted = true;
+      this.kickApplier();
+      await this.applying;
+    }
+    if (this.failure) throw this.failure;
   }
 
   /** Runs `fn` while no batch is in flight and none can start. */
   exclusive<T>(fn: () => Promise<T>): Promise<T> {
     return this.lock.run(async () => {
       this.assertOpen();
+      await this.drainLocked();
       return fn();
     });
   }
@@ -467,6 +608,7 @@ export class Volume {
       throw alreadyExists(`snapshot "${name}" of volume "${this.name}" already exists`, { volume: this.name, snapshot: name });
     }
     const dir = path.join(this.dir, 'snapshots', name);
+    await this.drainLocked();
     await fs.rm(dir, { recursive: true, force: true });
     await fs.mkdir(dir, { recursive: true });
     let method: SnapshotMeta['method'];
@@ -481,7 +623,16 @@ export class Volume {
     const time = this.journal.stamp();
     await this.journal.append([{ type: RecordType.Snapshot, name, sequence, time }]);
     await this.journal.sync();
-    const meta: SnapshotMeta = { name, sequence, createdAt: time, internal, method, size: this.size };
+    const meta: SnapshotMeta = {
+      name,
+      sequence,
+      dataSequence: this.state.lastDataSequence ?? sequence,
+      dataTime: this.state.lastDataTime ?? time,
+      createdAt: time,
+      internal,
+      method,
+      size: this.size,
+    };
     this.state.snapshots.push(meta);
     this.tracker.startGeneration(meta.sequence);
     await this.writeCheckpoint();
@@ -552,9 +703,13 @@ export class Volume {
       throw outOfRange(`volume "${this.name}" cannot shrink from ${this.size} to ${size} bytes`, { volume: this.name });
     }
     if (size === this.size) return;
+    await this.drainLocked();
     const sequence = this.journal.allocate();
-    await this.journal.append([{ type: RecordType.Resize, size, sequence, time: this.journal.stamp() }]);
+    const time = this.journal.stamp();
+    await this.journal.append([{ type: RecordType.Resize, size, sequence, time }]);
     await this.journal.sync();
+    this.state.lastDataSequence = sequence;
+    this.state.lastDataTime = time;
     await this.image.truncate(size);
     this.state.size = size;
     this.tracker.resize(size);
@@ -573,22 +728,52 @@ export class Volume {
    * file, so that start-up replays only what came after. The caller holds the lock.
    */
   async writeCheckpoint(): Promise<void> {
+    await this.persistCheckpoint(await this.captureCheckpointLocked());
+  }
+
+  /**
+   * The same, holding the lock only to capture the state: the image fdatasync, the slow part,
+   * runs while writes go on (it covers everything applied before it began, which includes
+   * all the captured state says). For upkeep while writes flow.
+   */
+  async checkpointInBackground(): Promise<void> {
+    const captured = await this.exclusive(() => this.captureCheckpointLocked());
+    await this.persistCheckpoint(captured);
+  }
+
+  /** Brings the image up to date and serialises what the checkpoint will say; under the lock. */
+  private async captureCheckpointLocked(): Promise<{ generation: number; bytes: Buffer }> {
     // The checkpoint says the image holds every record up to here; the journal must hold them
     // durably first, or a power cut could leave image data that no journal record explains.
+    await this.drainLocked();
     await this.journal.sync();
-    await this.image.datasync();
     this.state.checkpoint = this.journal.lastSequence;
     this.state.segments = this.journal.summaries();
     const json = Buffer.from(JSON.stringify(this.state));
     const head = Buffer.alloc(8);
     head.write('TDMC', 0, 'latin1');
     head.writeUInt32LE(json.length, 4);
-    await writeFileAtomic(path.join(this.dir, CHECKPOINT_FILE), Buffer.concat([head, json, this.tracker.serialize()]));
     this.segmentCountAtCheckpoint = this.journal.segmentList().length;
+    return { generation: ++this.checkpointsCaptured, bytes: Buffer.concat([head, json, this.tracker.serialize()]) };
+  }
+
+  /**
+   * Syncs the image and writes a captured checkpoint. Writes are chained, and one older than
+   * a checkpoint already written is skipped, so the file never goes back in time.
+   */
+  private persistCheckpoint(captured: { generation: number; bytes: Buffer }): Promise<void> {
+    const run = this.checkpointChain.then(async () => {
+      if (captured.generation <= this.checkpointsWritten) return;
+      await this.image.datasync();
+      await writeFileAtomic(path.join(this.dir, CHECKPOINT_FILE), captured.bytes);
+      this.checkpointsWritten = captured.generation;
+    });
+    this.checkpointChain = run.catch(() => undefined);
+    return run;
   }
 
   memoryBytes(): number {
-    return this.tracker.memoryBytes();
+    return this.tracker.memoryBytes() + this.pending.bytes;
   }
 }
 
@@ -604,6 +789,10 @@ async function readCheckpoint(dir: string): Promise<{ state: CheckpointState; bi
   const state = JSON.parse(bytes.toString('utf8', 8, 8 + length)) as CheckpointState;
   if (state.version !== 1) throw new TidemarkError('INTERNAL', `checkpoint of ${dir} has unknown version ${String(state.version)}`);
   return { state, bitmaps: bytes.subarray(8 + length) };
+}
+
+function changesData(record: JournalRecord): boolean {
+  return record.type === RecordType.Write || record.type === RecordType.Zero || record.type === RecordType.Trim || record.type === RecordType.Resize;
 }
 
 function overlapping(records: JournalRecord[]): boolean {
