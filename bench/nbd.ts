@@ -172,7 +172,8 @@ const HAVE_SETPRIV = spawnSync('sh', ['-c', 'command -v setpriv'], { stdio: 'ign
 async function startServer(name: TargetName, command: string, args: string[], socket: string): Promise<Target> {
   // Servers die with the benchmark even when it is killed (qemu-nbd has no option for that).
   const [cmd, argv] = HAVE_SETPRIV ? ['setpriv', ['--pdeathsig', 'TERM', command, ...args]] : [command, args];
-  const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'inherit'] });
+  // The same thread pool size bin/tidemark gives the daemon.
+  const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'inherit'], env: { UV_THREADPOOL_SIZE: '16', ...process.env } });
   child.stdout!.resume();
   const volume = name.startsWith('tidemark') ? 'bench' : '';
   const uri = nbdUnixUri(volume, socket);

@@ -1,9 +1,8 @@
-import { randomBytes } from 'node:crypto';
-import type * as grpc from '@grpc/grpc-js';
 import type { SnapshotInfo } from '../engine/index.js';
+import type * as grpc from '@grpc/grpc-js';
 import type { CsiContext } from './context.js';
 import { checkCsiName } from './create-volume.js';
-import { aborted, alreadyExists, engineCode, invalid, notFound } from './errors.js';
+import { alreadyExists, engineCode, invalid, notFound } from './errors.js';
 import { groupNameFor } from './handles.js';
 import { groupKey, snapshotKey, volumeKey } from './inflight.js';
 import { volumeSnapshots } from './lookup.js';
@@ -22,29 +21,15 @@ import type { GroupRecord } from './records.js';
 import { unary, type CallIds } from './rpc.js';
 import { snapshotMessage, timestamp } from './views.js';
 
-/** Attempts at a cut before giving up with ABORTED (the CO retries with back-off). */
-export const CUT_ATTEMPTS = 5;
-
 /**
  * The CSI GroupController service: group snapshots, one snapshot of each volume, all at one
- * write-order-consistent point.
- *
- * The engine records a marker across several volumes at one consistent cut (writes to all of
- * them held), but it takes snapshots one volume at a time. So a cut is made optimistically:
- * snapshot every volume (in parallel, to keep the window short), then record a group marker
- * across them, then check on each volume that the marker directly follows the snapshot in its
- * journal (marker sequence = snapshot sequence + 1). If so, no write landed on any volume
- * between its snapshot and the consistent cut, so each snapshot holds exactly the data at the
- * cut, and together they are consistent. If a write slipped in, the snapshots are deleted and
- * the cut retried; after CUT_ATTEMPTS the call fails with ABORTED rather than return a group
- * that is not consistent (the spec allows failing; it forbids an inconsistent group). Under a
- * steady write load this keeps failing unless the data path lends a WriteGate, which holds
- * new writes for the length of the cut; an engine call that snapshots several volumes under
- * one hold would make both unnecessary (see docs/csi.md).
+ * write-order-consistent point. The engine takes them under every volume's lock at once
+ * (`createSnapshotGroup`), so no write lands on any member between the first copy and the
+ * last, under any write load.
  *
  * Members share one engine snapshot name, "_g" + a hash of the group's CSI name; the group
- * exists once its record (written after the check) does. The markers stay in the journals
- * (the engine has no marker deletion); they are named "_g<hash>.<random>".
+ * exists once its record (written after the cut) does, so members of a cut that a crash
+ * interrupted are removed at the next start, and by a retried call.
  */
 export function groupControllerService(ctx: CsiContext): grpc.UntypedServiceImplementation {
   return {
@@ -147,60 +132,16 @@ async function createGroup(ctx: CsiContext, req: CreateVolumeGroupSnapshotReques
     }
     // Members without a record are the remains of a cut that never completed.
     await removeMembers(ctx, group, ctx.engine.listVolumes().map((v) => v.name));
-    for (let attempt = 1; attempt <= CUT_ATTEMPTS; attempt++) {
-      const cut = await tryCut(ctx, group, volumes);
-      if (cut.consistent) {
-        const record: GroupRecord = { version: 1, csiName: req.name, group, volumes, createdAt: cut.at.toISOString() };
-        try {
-          await ctx.records.putGroup(record);
-        } catch (err) {
-          await removeMembers(ctx, group, volumes);
-          throw err;
-        }
-        ids.attempts = attempt;
-        return { groupSnapshot: groupMessage(ctx, record, groupMembers(ctx, record)) };
-      }
-      ctx.logger.info('group snapshot cut raced with writes; retrying', { group, attempt, raced: cut.raced });
+    const taken = await ctx.engine.createSnapshotGroup(volumes, group);
+    const record: GroupRecord = { version: 1, csiName: req.name, group, volumes, createdAt: taken[0]!.createdAt.toISOString() };
+    try {
+      await ctx.records.putGroup(record);
+    } catch (err) {
       await removeMembers(ctx, group, volumes);
+      throw err;
     }
-    throw aborted(
-      `writes kept arriving on ${volumes.join(', ')} while group snapshot "${req.name}" was cut (${CUT_ATTEMPTS} attempts); retry, or pause the writers`,
-    );
+    return { groupSnapshot: groupMessage(ctx, record, groupMembers(ctx, record)) };
   }, volumes.map(volumeKey));
-}
-
-async function tryCut(ctx: CsiContext, group: string, volumes: string[]): Promise<{ consistent: boolean; at: Date; raced: string[] }> {
-  const resume = await ctx.writeGate?.hold(volumes);
-  try {
-    return await cutOnce(ctx, group, volumes);
-  } finally {
-    resume?.();
-  }
-}
-
-async function cutOnce(ctx: CsiContext, group: string, volumes: string[]): Promise<{ consistent: boolean; at: Date; raced: string[] }> {
-  const taken: SnapshotInfo[] = [];
-  const results = await Promise.allSettled(
-    volumes.map(async (volume) => {
-      const info = await ctx.engine.createSnapshot(volume, group);
-      taken.push(info);
-      return info;
-    }),
-  );
-  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (failed) {
-    await removeMembers(ctx, group, volumes);
-    throw failed.reason;
-  }
-  let markers;
-  try {
-    markers = await ctx.engine.createMarker(`${group}.${randomBytes(4).toString('hex')}`, volumes);
-  } catch (err) {
-    await removeMembers(ctx, group, volumes);
-    throw err;
-  }
-  const raced = taken.filter((snapshot) => markers.find((m) => m.volume === snapshot.volume)?.sequence !== snapshot.sequence + 1).map((s) => s.volume);
-  return { consistent: raced.length === 0, at: markers[0]!.createdAt, raced };
 }
 
 async function removeMembers(ctx: CsiContext, group: string, volumes: string[]): Promise<void> {

@@ -1,4 +1,4 @@
 export { CsiServer, socketPathOf, type CsiServerOptions } from './server.js';
 export { CSI_PROTO_PATH, CSI_SPEC_VERSION, csiClientConstructor, csiServiceDefinition, type CsiServiceName } from './proto.js';
 export { DRIVER_NAME, TOPOLOGY_KEY, Handles } from './handles.js';
-export type { CsiContext, WriteGate } from './context.js';
+export type { CsiContext } from './context.js';

@@ -133,6 +133,16 @@ export function nodeService(ctx: CsiContext, options: NodeServiceOptions): grpc.
 
   const locked = <T>(volume: string, fn: () => Promise<T>) => ctx.inflight.run([volumeKey(volume)], fn);
 
+  /**
+   * The engine name a handle of this node names, whether or not the volume still exists:
+   * undoing calls must clean up after a volume deleted while it was staged or published.
+   */
+  function volumeNameOf(volumeId: string): string {
+    const parsed = ctx.handles.parseVolumeId(volumeId);
+    if (!parsed.ok) throw notFound(parsed.reason);
+    return parsed.value;
+  }
+
   async function stage(req: NodeStageVolumeRequest, info: VolumeInfo): Promise<void> {
     const capability = checkCapability(req.volumeCapability);
     const accessType = capability.accessType!;
@@ -251,9 +261,7 @@ export function nodeService(ctx: CsiContext, options: NodeServiceOptions): grpc.
     NodeUnstageVolume: unary<NodeUnstageVolumeRequest, Empty>(ctx, 'NodeUnstageVolume', async (req, ids) => {
       if (!req.volumeId) throw invalid('volume_id is required');
       if (!req.stagingTargetPath) throw invalid('staging_target_path is required');
-      const parsed = ctx.handles.parseVolumeId(req.volumeId);
-      if (!parsed.ok) throw notFound(parsed.reason);
-      const name = parsed.value;
+      const name = volumeNameOf(req.volumeId);
       Object.assign(ids, { volume: name, stagingTargetPath: req.stagingTargetPath });
       await locked(name, async () => {
         const staged = await readStage(name);
@@ -280,9 +288,7 @@ export function nodeService(ctx: CsiContext, options: NodeServiceOptions): grpc.
     NodeUnpublishVolume: unary<NodeUnpublishVolumeRequest, Empty>(ctx, 'NodeUnpublishVolume', async (req, ids) => {
       if (!req.volumeId) throw invalid('volume_id is required');
       if (!req.targetPath) throw invalid('target_path is required');
-      const parsed = ctx.handles.parseVolumeId(req.volumeId);
-      if (!parsed.ok) throw notFound(parsed.reason);
-      const name = parsed.value;
+      const name = volumeNameOf(req.volumeId);
       Object.assign(ids, { volume: name, targetPath: req.targetPath });
       await locked(name, async () => {
         const target = path.resolve(req.targetPath);

@@ -5,7 +5,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { Engine } from '../engine/index.js';
 import { TidemarkError, classifyError, invalidArgument } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
-import type { CsiContext, WriteGate } from './context.js';
+import type { CsiContext } from './context.js';
 import { controllerService } from './controller.js';
 import { groupControllerService } from './groupcontroller.js';
 import { Handles, isGroupMember, isTemporary } from './handles.js';
@@ -25,8 +25,6 @@ export interface CsiServerOptions {
   stateDir?: string;
   /** Extra readiness the daemon knows of (the NBD server being up, say); Probe reports it. */
   ready?: () => boolean;
-  /** Lets group snapshots pause writes for their cut (see WriteGate). */
-  writeGate?: WriteGate;
   /** The Node service's host side; by default the store's nbd.sock and STORE/csi/node. */
   node?: Partial<NodeServiceOptions>;
 }
@@ -81,7 +79,6 @@ export class CsiServer {
       records,
       inflight: new InFlight(),
       ready: () => this.ready,
-      ...(this.options.writeGate ? { writeGate: this.options.writeGate } : {}),
     };
     await this.recover(ctx);
 

@@ -248,6 +248,33 @@ export class Engine {
     return snapshotInfo(volume, meta);
   }
 
+  /**
+   * Snapshots several volumes at one cut: writes to all of them are held from the first copy
+   * to the last, so together the snapshots show one moment. All or none: a failure removes
+   * the ones already taken (after a crash, the caller that names the group clears them).
+   */
+  async createSnapshotGroup(volumeNames: string[], name: string): Promise<SnapshotInfo[]> {
+    checkName('snapshot', name);
+    if (volumeNames.length === 0) throw invalidArgument('a group snapshot needs at least one volume');
+    const volumes = [...new Set(volumeNames)].sort().map((v) => this.volume(v));
+    const taken: Volume[] = [];
+    try {
+      const metas = await exclusiveAll(volumes, async () => {
+        const out: SnapshotMeta[] = [];
+        for (const volume of volumes) {
+          out.push(await volume.snapshotLocked(name, false));
+          taken.push(volume);
+        }
+        return out;
+      });
+      this.logger.info('group snapshot created', { snapshot: name, volumes: volumes.map((v) => v.name), sequences: metas.map((m) => m.sequence) });
+      return metas.map((meta, i) => snapshotInfo(volumes[i]!, meta));
+    } catch (err) {
+      for (const volume of taken) await volume.exclusive(() => volume.deleteSnapshotLocked(name)).catch(() => undefined);
+      throw classifyError(err, `taking group snapshot "${name}"`);
+    }
+  }
+
   listSnapshots(volumeName: string, options: { includeInternal?: boolean } = {}): SnapshotInfo[] {
     const volume = this.volume(volumeName);
     return volume
@@ -304,20 +331,14 @@ export class Engine {
     }
     const group = volumes.length > 1 ? randomUUID() : '';
     const recorded: { volume: Volume; sequence: number; createdAt: number }[] = [];
-    // Locks are taken in name order, so two group markers over the same volumes cannot deadlock.
-    const withAll = async (index: number): Promise<void> => {
-      if (index === volumes.length) {
+    try {
+      await exclusiveAll(volumes, async () => {
         for (const volume of volumes) {
           const meta = await volume.markerLocked(name, group);
           recorded.push({ volume, sequence: meta.sequence, createdAt: meta.createdAt });
         }
         if (group) await this.commitGroup(group, name, unique);
-        return;
-      }
-      await volumes[index]!.exclusive(() => withAll(index + 1));
-    };
-    try {
-      await withAll(0);
+      });
     } catch (err) {
       // A group that did not commit is dropped again, here and, after a crash, at start-up.
       if (group) for (const { volume } of recorded) volume.dropMarkers((m) => m.group === group);
@@ -579,4 +600,14 @@ function validateVolumeOptions(options: VolumeOptions) {
   const retention = options.retention ?? {};
   validateRetention(retention);
   return { size: options.size, blockSize, granularity, retention };
+}
+
+/**
+ * Runs `fn` holding every volume's lock, taken in name order so that two group operations over
+ * the same volumes cannot deadlock. Writes to all of them wait meanwhile: a consistent cut.
+ */
+async function exclusiveAll<T>(volumes: Volume[], fn: () => Promise<T>): Promise<T> {
+  const sorted = [...volumes].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const enter = (index: number): Promise<T> => (index === sorted.length ? fn() : sorted[index]!.exclusive(() => enter(index + 1)));
+  return enter(0);
 }

@@ -72,6 +72,8 @@ const SYNC_AFTER_MS = 20;
 const MAX_PENDING_BYTES = 128 * 1024 * 1024;
 /** Payload the applier writes to the image per round. */
 const APPLY_BYTES = 8 * 1024 * 1024;
+/** Image writes the applier has in flight at once. */
+const APPLY_PARALLEL = 8;
 const PUNCH_THRESHOLD = 1024 * 1024;
 const ZEROS = Buffer.alloc(PUNCH_THRESHOLD);
 
@@ -547,7 +549,13 @@ export class Volume {
       if (overlapping(records)) {
         for (const record of records) await applyToImage(this.image, this.imagePath, record);
       } else {
-        await Promise.all(records.map((record) => applyToImage(this.image, this.imagePath, record)));
+        // A few at a time: the thread pool is shared, and a journal append queued behind
+        // thousands of image writes would hold every writer's acknowledgement back.
+        let next = 0;
+        const worker = async () => {
+          while (next < records.length) await applyToImage(this.image, this.imagePath, records[next++]!);
+        };
+        await Promise.all(Array.from({ length: Math.min(APPLY_PARALLEL, records.length) }, worker));
       }
       this.pending.drop(records.length);
       for (const wake of this.roomWaiters.splice(0)) wake();

@@ -586,6 +586,55 @@ describe('engine API', () => {
     });
   });
 
+  describe('group snapshots', () => {
+    it('snapshots several volumes at one cut while writes keep coming', async () => {
+      await engine.createVolume('a', { size: 64 * KiB });
+      await engine.createVolume('b', { size: 64 * KiB });
+      let stop = false;
+      let rounds = 0;
+      const writer = (async () => {
+        for (let i = 1; !stop && i < 4000; i++) {
+          const block = Buffer.alloc(8);
+          block.writeUInt32LE(i, 0);
+          await engine.write('a', 0, block);
+          await engine.write('b', 0, block);
+          rounds = i;
+        }
+      })();
+      const cuts: [number, number][] = [];
+      for (let round = 0; round < 3; round++) {
+        const before = rounds;
+        while (rounds < before + 10) await new Promise((resolve) => setImmediate(resolve));
+        const taken = await engine.createSnapshotGroup(['b', 'a'], `g${round}`);
+        expect(taken.map((t) => [t.volume, t.name])).toEqual([
+          ['a', `g${round}`],
+          ['b', `g${round}`],
+        ]);
+        await engine.restore({ volume: 'a', source: { snapshot: `g${round}` }, target: `a${round}` });
+        await engine.restore({ volume: 'b', source: { snapshot: `g${round}` }, target: `b${round}` });
+        cuts.push([(await engine.read(`a${round}`, 0, 4)).readUInt32LE(0), (await engine.read(`b${round}`, 0, 4)).readUInt32LE(0)]);
+      }
+      stop = true;
+      await writer;
+      // a is written first: at one cut it holds b's count or one more, never less or two more.
+      for (const [atA, atB] of cuts) {
+        expect(atA).toBeGreaterThan(0);
+        expect(atA === atB || atA === atB + 1).toBe(true);
+      }
+    });
+
+    it('takes all or none: a name that exists on one volume leaves the others untouched', async () => {
+      await engine.createVolume('a', { size: 64 * KiB });
+      await engine.createVolume('b', { size: 64 * KiB });
+      await engine.createSnapshot('b', 'same');
+      expect(await codeOf(() => engine.createSnapshotGroup(['a', 'b'], 'same'))).toBe('ALREADY_EXISTS');
+      expect(engine.listSnapshots('a')).toEqual([]);
+      expect(engine.listSnapshots('b').map((s) => s.name)).toEqual(['same']);
+      expect(await codeOf(() => engine.createSnapshotGroup([], 'x'))).toBe('INVALID_ARGUMENT');
+      expect(await codeOf(() => engine.createSnapshotGroup(['a', 'missing'], 'x'))).toBe('NOT_FOUND');
+    });
+  });
+
   describe('store lock', () => {
     it('refuses a second engine on the same store while the first runs', async () => {
       expect(await codeOf(() => Engine.open({ store, upkeepIntervalMs: 0 }))).toBe('STORE_LOCKED');
