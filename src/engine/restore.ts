@@ -10,6 +10,8 @@ import type { SnapshotMeta, Volume } from './volume.js';
 const APPLY_BYTES = 16 * 1024 * 1024;
 /** Restores read and rebuild data in windows of this size. */
 const WINDOW = 4 * 1024 * 1024;
+/** Snapshot chunks a restore reads at once. */
+const PARALLEL_READS = 8;
 
 /** Where a point's data starts from: a snapshot copy, or the all-zero volume at creation. */
 export type Base = { kind: 'snapshot'; snapshot: SnapshotMeta } | { kind: 'zero' };
@@ -116,10 +118,19 @@ export async function restoreFromSnapshot(volume: Volume, snapshot: SnapshotMeta
   const applier = new Applier(volume, total, progress);
   const source = await fs.open(volume.snapshotPath(snapshot.name), 'r');
   try {
-    for (const piece of windowed(changed)) {
-      const data = Buffer.allocUnsafe(piece.length);
-      await readFully(source, data, piece.offset);
-      await applier.put(piece.offset, data);
+    // Changed chunks lie scattered: reading several at once keeps the disk busy; they are
+    // still journaled in order.
+    const pieces = [...windowed(changed)];
+    for (let i = 0; i < pieces.length; i += PARALLEL_READS) {
+      const group = pieces.slice(i, i + PARALLEL_READS);
+      const datas = await Promise.all(
+        group.map(async (piece) => {
+          const data = Buffer.allocUnsafe(piece.length);
+          await readFully(source, data, piece.offset);
+          return data;
+        }),
+      );
+      for (let k = 0; k < group.length; k++) await applier.put(group[k]!.offset, datas[k]!);
     }
   } finally {
     await source.close();

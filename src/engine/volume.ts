@@ -600,9 +600,10 @@ export class Volume {
 
   /** Runs `fn` while no batch is in flight and none can start. */
   exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    // No drain here: only what reads or copies the image file needs the applier caught up
+    // (snapshots, resizes, checkpoints drain themselves); markers and restores do not.
     return this.lock.run(async () => {
       this.assertOpen();
-      await this.drainLocked();
       return fn();
     });
   }
