@@ -30,4 +30,10 @@ if [ -f package-lock.json ]; then
 else
   npm install --no-audit --no-fund
 fi
+# Test peers built with Go, cached outside the clone (~/.cache/tidemark) for later runs.
+if command -v go >/dev/null 2>&1; then
+  echo "setup: csi-sanity at $(bash hack/build-csi-sanity.sh)"
+else
+  echo "setup: WARNING: Go is missing, so csi-sanity cannot be built; install Go >= 1.25 (https://go.dev/dl). Under CI=true its test fails." >&2
+fi
 echo "setup: done ($(node_modules/.bin/node --version))"
