@@ -450,6 +450,26 @@ export class Journal {
     await readFully(await this.readHandle(segment.file), target, position);
   }
 
+  /**
+   * Reads a Write record whole and checks its CRC. Closed segments are not re-read at start,
+   * so a rewind checks every record it will use before it writes anything: damage stops it
+   * instead of being restored into the volume.
+   */
+  async verifyWrite(segmentIndex: number, dataPosition: number, length: number, sequence: number): Promise<void> {
+    const segment = this.segments[segmentIndex];
+    if (!segment) throw classifyError(new Error(`segment ${segmentIndex} is gone`), 'reading the journal');
+    const bytes = Buffer.allocUnsafe(WRITE_PAYLOAD_OFFSET + length);
+    await readFully(await this.readHandle(segment.file), bytes, dataPosition - WRITE_PAYLOAD_OFFSET);
+    const decoded = decodeRecord(bytes);
+    const reason = !decoded.ok ? decoded.reason : decoded.record.sequence !== sequence ? `holds sequence ${decoded.record.sequence}` : undefined;
+    if (reason !== undefined) {
+      throw new TidemarkError('INTERNAL', `journal record ${sequence} in ${path.basename(segment.file)} is damaged (${reason}); nothing was restored from it`, {
+        sequence,
+        segment: path.basename(segment.file),
+      });
+    }
+  }
+
   /** The newest record at or before `time`, or undefined when every record is later. */
   async lastSequenceAtOrBefore(time: number): Promise<number | undefined> {
     let found: number | undefined;

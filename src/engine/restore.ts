@@ -162,19 +162,31 @@ class PointReader {
   static async prepare(volume: Volume, base: Base, point: number, wanted: Extent[]): Promise<PointReader> {
     const reader = new PointReader(volume);
     if (base.kind === 'snapshot') reader.baseHandle = await fs.open(volume.snapshotPath(base.snapshot.name), 'r');
-    for await (const header of volume.journal.headers(baseSequence(base) + 1, point)) {
+    try {
+      await reader.index(base, point, wanted);
+    } catch (err) {
+      await reader.close();
+      throw err;
+    }
+    return reader;
+  }
+
+  /** Files the records that touch `wanted` by window, checking each Write record's CRC. */
+  private async index(base: Base, point: number, wanted: Extent[]): Promise<void> {
+    const journal = this.volume.journal;
+    for await (const header of journal.headers(baseSequence(base) + 1, point)) {
       if (header.type !== RecordType.Write && header.type !== RecordType.Zero && header.type !== RecordType.Trim) continue;
       if (header.length === 0) continue;
       if (intersect([{ offset: header.offset, length: header.length }], wanted).length === 0) continue;
       const first = Math.floor(header.offset / WINDOW);
       const last = Math.floor((header.offset + header.length - 1) / WINDOW);
       for (let window = first; window <= last; window++) {
-        let list = reader.byWindow.get(window);
-        if (!list) reader.byWindow.set(window, (list = []));
+        let list = this.byWindow.get(window);
+        if (!list) this.byWindow.set(window, (list = []));
         list.push(header);
       }
+      if (header.type === RecordType.Write) await journal.verifyWrite(header.segment, header.dataPosition, header.length, header.sequence);
     }
-    return reader;
   }
 
   async read(piece: Extent & { window: number }): Promise<Buffer> {

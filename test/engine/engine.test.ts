@@ -636,6 +636,42 @@ describe('engine API', () => {
     });
   });
 
+  describe('damaged history', () => {
+    it('refuses a rewind that needs a damaged record in a closed segment, and writes nothing', async () => {
+      await engine.close();
+      // Small segments: the record the rewind needs ends up in a closed segment, which start-up
+      // trusts by its summary and does not read again.
+      engine = await Engine.open({ store, upkeepIntervalMs: 0, segmentSize: 4096 });
+      await engine.createVolume('v', { size: 64 * KiB });
+      const before = fill(3000, 0x11);
+      await engine.write('v', 0, before);
+      await engine.createMarker('m', ['v']);
+      await engine.write('v', 0, fill(3000, 0x22));
+      await engine.write('v', 8192, fill(3000, 0x33));
+      await engine.close();
+      const dir = path.join(store, 'volumes', 'v', 'journal');
+      const first = path.join(dir, (await fs.readdir(dir)).filter((f) => f.endsWith('.log')).sort()[0]!);
+      const bytes = await fs.readFile(first);
+      // Record 1 starts the segment: 32-byte header, 8-byte offset, then the data.
+      expect(bytes.readBigUInt64LE(16)).toBe(1n);
+      bytes[40 + 100]! ^= 0x01;
+      await fs.writeFile(first, bytes);
+      engine = await Engine.open({ store, upkeepIntervalMs: 0, segmentSize: 4096 });
+      const current = await engine.read('v', 0, 64 * KiB);
+      const err = await engine.restore({ volume: 'v', source: { marker: 'm' } }).then(
+        () => undefined,
+        (e: unknown) => e as TidemarkError,
+      );
+      expect(err).toBeInstanceOf(TidemarkError);
+      expect(err!.code).toBe('INTERNAL');
+      expect(err!.message).toMatch(/journal record 1 .* is damaged \(crc mismatch\)/);
+      expect((await engine.read('v', 0, 64 * KiB)).equals(current)).toBe(true);
+      // Into a new volume, the journal is read whole and checked too.
+      expect(await codeOf(() => engine.restore({ volume: 'v', source: { marker: 'm' }, target: 'copy' }))).toBe('INTERNAL');
+      expect(engine.has('copy')).toBe(false);
+    });
+  });
+
   describe('store lock', () => {
     it('refuses a second engine on the same store while the first runs', async () => {
       expect(await codeOf(() => Engine.open({ store, upkeepIntervalMs: 0 }))).toBe('STORE_LOCKED');
