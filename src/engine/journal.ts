@@ -39,6 +39,12 @@ export interface RecoveryReport {
   truncatedReason?: string;
   /** Whole segment files removed because they followed the cut. */
   droppedSegments: number;
+  /**
+   * Records at or below the checkpoint whose data failed its CRC: the image already holds
+   * them, so they are kept in place rather than cut (which would renumber later history);
+   * a restore that needs one fails, naming it.
+   */
+  damagedBelowCheckpoint?: number[];
 }
 
 const SEGMENT_SUFFIX = '.log';
@@ -140,6 +146,12 @@ export class Journal {
     } else {
       await journal.openNewSegment(journal.nextSequence);
     }
+    if (report.damagedBelowCheckpoint) {
+      logger.error('journal records damaged below the checkpoint; kept in place, restores that need them will fail', {
+        dir,
+        sequences: report.damagedBelowCheckpoint,
+      });
+    }
     if (report.truncatedBytes > 0 || report.droppedSegments > 0) {
       await fsyncDir(dir);
       logger.warn('journal tail cut', { dir, ...report });
@@ -159,6 +171,17 @@ export class Journal {
     let at = 0;
     while (at < bytes.length) {
       const decoded = decodeRecord(bytes.subarray(at));
+      const header = parseHeader(bytes.subarray(at));
+      if (!decoded.ok && decoded.reason === 'crc mismatch' && header.ok && header.sequence === segment.lastSequence + 1 && header.sequence <= checkpoint) {
+        // Damage, not a torn tail: this record was in the image when the checkpoint was taken.
+        (report.damagedBelowCheckpoint ??= []).push(header.sequence);
+        if (segment.firstTime === 0) segment.firstTime = header.time;
+        segment.lastSequence = header.sequence;
+        segment.lastTime = header.time;
+        this.lastTime = Math.max(this.lastTime, header.time);
+        at += HEADER_SIZE + header.payloadLength;
+        continue;
+      }
       const reason = !decoded.ok
         ? decoded.reason
         : decoded.record.sequence !== segment.lastSequence + 1

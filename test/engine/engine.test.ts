@@ -670,6 +670,30 @@ describe('engine API', () => {
       expect(await codeOf(() => engine.restore({ volume: 'v', source: { marker: 'm' }, target: 'copy' }))).toBe('INTERNAL');
       expect(engine.has('copy')).toBe(false);
     });
+
+    it('keeps history whole when a record below the checkpoint in the last segment is damaged', async () => {
+      await engine.createVolume('v', { size: 64 * KiB });
+      await engine.write('v', 0, fill(3000, 0x11));
+      await engine.createMarker('m', ['v']);
+      await engine.write('v', 0, fill(3000, 0x22));
+      await engine.createMarker('later', ['v']);
+      const sequence = engine.volumeInfo('v').sequence;
+      await engine.close();
+      const dir = path.join(store, 'volumes', 'v', 'journal');
+      const [only] = (await fs.readdir(dir)).filter((f) => f.endsWith('.log'));
+      const file = path.join(dir, only!);
+      const bytes = await fs.readFile(file);
+      bytes[40 + 100]! ^= 0x01;
+      await fs.writeFile(file, bytes);
+      engine = await Engine.open({ store, upkeepIntervalMs: 0 });
+      // Nothing was cut: the markers stay, the data is the image's, numbering goes on.
+      expect(engine.listMarkers('v').map((m) => m.name)).toEqual(['m', 'later']);
+      expect((await engine.read('v', 0, 3000)).equals(fill(3000, 0x22))).toBe(true);
+      expect(await engine.write('v', 4096, fill(512, 0x33))).toBe(sequence + 1);
+      expect(await codeOf(() => engine.restore({ volume: 'v', source: { marker: 'm' } }))).toBe('INTERNAL');
+      await engine.restore({ volume: 'v', source: { marker: 'later' } });
+      expect((await engine.read('v', 4096, 512)).equals(Buffer.alloc(512))).toBe(true);
+    });
   });
 
   describe('store lock', () => {
