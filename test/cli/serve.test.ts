@@ -3,14 +3,13 @@
  * loopback when asked) and the CSI services, all over one engine. Real clients only: the
  * tidemark command, nbdinfo, a raw NBD client and a csi.v1 gRPC client.
  */
-import { spawn } from 'node:child_process';
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { csiClientConstructor } from '../../src/csi/index.js';
 import { TestClient } from '../nbd/fixtures/nbd-client.js';
-import { requireTools } from '../nbd/fixtures/harness.js';
+import { requireTools, run } from '../nbd/fixtures/harness.js';
 import { DaemonProcess, pattern, tidemark } from './harness.js';
 
 const MiB = 1024 * 1024;
@@ -19,18 +18,6 @@ let store: string;
 let daemon: DaemonProcess | undefined;
 
 const tm = (args: string[], options: { input?: Buffer | string } = {}) => tidemark(['--store', store, ...args], options);
-
-function output(command: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 beforeAll(async () => {
   dir = await fs.mkdtemp(path.join(os.tmpdir(), 'tidemark-serve-'));
@@ -48,7 +35,7 @@ describe('tidemark serve', () => {
     if (!requireTools('nbdinfo')) return;
     expect((await tm(['volume', 'create', 'disk', '--size', '8Mi'])).code).toBe(0);
     expect((await tm(['volume', 'write', 'disk', '--offset', '1048576'], { input: pattern(MiB, 3) })).code).toBe(0);
-    const listed = await output('nbdinfo', ['--list', '--json', `nbd+unix:///?socket=${path.join(store, 'nbd.sock')}`]);
+    const listed = await run('nbdinfo', ['--list', '--json', `nbd+unix:///?socket=${path.join(store, 'nbd.sock')}`]);
     expect(listed.code).toBe(0);
     const exports = (JSON.parse(listed.stdout) as { exports: { 'export-name': string; 'export-size': number }[] }).exports;
     expect(exports.map((e) => [e['export-name'], e['export-size']])).toEqual([['disk', 8 * MiB]]);
