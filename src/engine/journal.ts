@@ -171,8 +171,8 @@ export class Journal {
     let at = 0;
     while (at < bytes.length) {
       const decoded = decodeRecord(bytes.subarray(at));
-      const header = parseHeader(bytes.subarray(at));
-      if (!decoded.ok && decoded.reason === 'crc mismatch' && header.ok && header.sequence === segment.lastSequence + 1 && header.sequence <= checkpoint) {
+      const header = !decoded.ok && decoded.reason === 'crc mismatch' ? parseHeader(bytes.subarray(at)) : undefined;
+      if (header?.ok && header.sequence === segment.lastSequence + 1 && header.sequence <= checkpoint) {
         // Damage, not a torn tail: this record was in the image when the checkpoint was taken.
         (report.damagedBelowCheckpoint ??= []).push(header.sequence);
         if (segment.firstTime === 0) segment.firstTime = header.time;
@@ -339,11 +339,6 @@ export class Journal {
     return this.durableThrough;
   }
 
-  /** Newest sequence appended (durable or not). */
-  get appendedSequence(): number {
-    return this.appendedThrough;
-  }
-
   /**
    * Makes every record appended before the call durable (fdatasync), including those in
    * segments rolled since the last sync. Safe to call while appends continue: a sync covers
@@ -468,9 +463,13 @@ export class Journal {
 
   /** Reads part of a write record's data, located by `headers`. */
   async readData(segmentIndex: number, position: number, target: Buffer): Promise<void> {
-    const segment = this.segments[segmentIndex];
-    if (!segment) throw classifyError(new Error(`segment ${segmentIndex} is gone`), 'reading the journal');
-    await readFully(await this.readHandle(segment.file), target, position);
+    await readFully(await this.readHandle(this.segmentAt(segmentIndex).file), target, position);
+  }
+
+  private segmentAt(index: number): Segment {
+    const segment = this.segments[index];
+    if (!segment) throw classifyError(new Error(`segment ${index} is gone`), 'reading the journal');
+    return segment;
   }
 
   /**
@@ -479,8 +478,7 @@ export class Journal {
    * instead of being restored into the volume.
    */
   async verifyWrite(segmentIndex: number, dataPosition: number, length: number, sequence: number): Promise<void> {
-    const segment = this.segments[segmentIndex];
-    if (!segment) throw classifyError(new Error(`segment ${segmentIndex} is gone`), 'reading the journal');
+    const segment = this.segmentAt(segmentIndex);
     const bytes = Buffer.allocUnsafe(WRITE_PAYLOAD_OFFSET + length);
     await readFully(await this.readHandle(segment.file), bytes, dataPosition - WRITE_PAYLOAD_OFFSET);
     const decoded = decodeRecord(bytes);

@@ -78,9 +78,9 @@ const PUNCH_THRESHOLD = 1024 * 1024;
 const ZEROS = Buffer.alloc(PUNCH_THRESHOLD);
 
 /**
- * Segments written between the checkpoints upkeep takes while writes flow. A checkpoint
- * syncs the image under the volume lock, so fewer is faster; more means a longer replay after
- * a crash (at most this many segments).
+ * Segments written between the checkpoints upkeep takes while writes flow. Each one makes the
+ * applier catch up under the volume lock and then syncs the image, so fewer is faster; more
+ * means a longer replay after a crash (at most this many segments).
  */
 const SEGMENTS_PER_CHECKPOINT = 4;
 
@@ -94,7 +94,8 @@ const IMAGE_FILE = 'image';
  * a client's FLUSH, or after a short delay or enough data), so the image never holds a write
  * the journal could lose, and journal appends and image writes overlap. Until a record is in
  * the image, reads see it from memory (PendingWrites). Operations that need a still volume
- * (snapshots, restores, checkpoints) run between batches, after the applier has caught up.
+ * (snapshots, markers, restores, checkpoints) run between batches; those that copy or sync the
+ * image (snapshots, resizes, checkpoints) first let the applier catch up.
  */
 export class Volume {
   private queue: QueuedOp[] = [];
@@ -189,10 +190,7 @@ export class Volume {
     );
     const volume = new Volume(dir, state, journal, image, tracker, logger);
     for (const record of all) {
-      if (changesData(record)) {
-        state.lastDataSequence = record.sequence;
-        state.lastDataTime = record.time;
-      }
+      noteDataChange(state, record);
       if (record.type === RecordType.Write || record.type === RecordType.Zero || record.type === RecordType.Trim) {
         await applyToImage(image, path.join(dir, IMAGE_FILE), record);
         const { offset, length } = recordExtent(record);
@@ -503,10 +501,7 @@ export class Volume {
     for (const record of records) {
       const { offset, length } = recordExtent(record);
       this.tracker.mark(offset, length);
-      if (changesData(record)) {
-        this.state.lastDataSequence = record.sequence;
-        this.state.lastDataTime = record.time;
-      }
+      noteDataChange(this.state, record);
     }
     this.pending.add(records);
     this.kickApplier();
@@ -714,11 +709,10 @@ export class Volume {
     if (size === this.size) return;
     await this.drainLocked();
     const sequence = this.journal.allocate();
-    const time = this.journal.stamp();
-    await this.journal.append([{ type: RecordType.Resize, size, sequence, time }]);
+    const record: JournalRecord = { type: RecordType.Resize, size, sequence, time: this.journal.stamp() };
+    await this.journal.append([record]);
     await this.journal.sync();
-    this.state.lastDataSequence = sequence;
-    this.state.lastDataTime = time;
+    noteDataChange(this.state, record);
     await this.image.truncate(size);
     this.state.size = size;
     this.tracker.resize(size);
@@ -800,8 +794,12 @@ async function readCheckpoint(dir: string): Promise<{ state: CheckpointState; bi
   return { state, bitmaps: bytes.subarray(8 + length) };
 }
 
-function changesData(record: JournalRecord): boolean {
-  return record.type === RecordType.Write || record.type === RecordType.Zero || record.type === RecordType.Trim || record.type === RecordType.Resize;
+/** Keeps the newest data-changing record, which a snapshot records as the start of what it holds. */
+function noteDataChange(state: CheckpointState, record: JournalRecord): void {
+  const changes = record.type === RecordType.Write || record.type === RecordType.Zero || record.type === RecordType.Trim || record.type === RecordType.Resize;
+  if (!changes) return;
+  state.lastDataSequence = record.sequence;
+  state.lastDataTime = record.time;
 }
 
 function overlapping(records: JournalRecord[]): boolean {

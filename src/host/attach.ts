@@ -190,20 +190,20 @@ export class Attacher {
     // Detached, so that it is not killed with the CSI call; the record keeps its pid.
     const child = spawn('nbdfuse', args, { detached: true, stdio: ['ignore', 'ignore', log] });
     closeSync(log);
-    const failed = new Promise<TidemarkError>((resolve) => {
-      child.once('error', (err: NodeJS.ErrnoException) =>
-        resolve(err.code === 'ENOENT' ? new TidemarkError('FAILED_PRECONDITION', 'nbdfuse is not installed on this node; install libnbd-bin') : classifyError(err, 'starting nbdfuse')),
-      );
-      child.once('exit', async (code) => resolve(new TidemarkError('INTERNAL', `nbdfuse exited with ${code}: ${(await fs.readFile(logFile, 'utf8').catch(() => '')).trim()}`)));
+    // Until the file appears, a process that failed to start or exited is the answer.
+    let startError: TidemarkError | undefined;
+    let exitCode: number | null | undefined;
+    child.once('error', (err: NodeJS.ErrnoException) => {
+      startError = err.code === 'ENOENT' ? new TidemarkError('FAILED_PRECONDITION', 'nbdfuse is not installed on this node; install libnbd-bin') : classifyError(err, 'starting nbdfuse');
     });
+    child.once('exit', (code) => (exitCode = code));
     child.unref();
     const file = path.join(fuseDir, 'nbd');
-    let exited: TidemarkError | undefined;
-    void failed.then((err) => (exited = err));
     await until(
       `nbdfuse to expose volume ${volume} at ${file}`,
       async () => {
-        if (exited) throw exited;
+        if (startError) throw startError;
+        if (exitCode !== undefined) throw new TidemarkError('INTERNAL', `nbdfuse exited with ${exitCode}: ${(await fs.readFile(logFile, 'utf8').catch(() => '')).trim()}`);
         return (await fs.stat(file).catch(() => undefined))?.size === size;
       },
       this.timeoutMs,
