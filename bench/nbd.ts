@@ -75,6 +75,7 @@ class MemoryBackend implements NbdBackend {
       sequence: 0,
       earliestRecoverableSequence: 0,
       journalBytes: 0,
+      journalSegments: 0,
       snapshotCount: 0,
       markerCount: 0,
       holders: [],

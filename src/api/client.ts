@@ -40,6 +40,12 @@ function u64(value: number, what: string): number {
   return value;
 }
 
+/** On the wire 0 means "the engine's default", so a 0 given on purpose must not be sent as one. */
+function nonZero(value: number, what: string): number {
+  if (value === 0) throw invalidArgument(`${what} must be above 0; leave it out for the default`);
+  return u64(value, what);
+}
+
 function encodeRetention(retention: RetentionPolicy): v.Fields {
   const out: v.Fields = {};
   if (retention.maxBytes !== undefined) out.maxBytes = u64(retention.maxBytes, 'retention size');
@@ -100,8 +106,8 @@ export class AdminClient {
 
   async createVolume(name: string, options: VolumeOptions): Promise<VolumeInfo> {
     const request: v.Fields = { name, size: u64(options.size, 'size') };
-    if (options.blockSize !== undefined) request.blockSize = u64(options.blockSize, 'block size');
-    if (options.granularity !== undefined) request.granularity = u64(options.granularity, 'granularity');
+    if (options.blockSize !== undefined) request.blockSize = nonZero(options.blockSize, 'block size');
+    if (options.granularity !== undefined) request.granularity = nonZero(options.granularity, 'granularity');
     if (options.retention) request.retention = encodeRetention(options.retention);
     return decodeVolume(await this.unary('CreateVolume', request));
   }
@@ -121,6 +127,11 @@ export class AdminClient {
   /** Replaces the whole policy: a limit left out is no limit. */
   async setRetention(name: string, retention: RetentionPolicy): Promise<VolumeInfo> {
     return decodeVolume(await this.unary('SetRetention', { name, retention: encodeRetention(retention) }));
+  }
+
+  /** Forgets that an in-place restore was cut short, leaving the data as it is. */
+  async clearInterruptedRestore(name: string): Promise<VolumeInfo> {
+    return decodeVolume(await this.unary('ClearInterruptedRestore', { name }));
   }
 
   // ---- data ------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import type { Engine, Extent, RestoreRequest, RestoreSource, RetentionPolicy } from '../engine/index.js';
 import { TidemarkError, classifyError, invalidArgument, outOfRange } from '../util/errors.js';
+import { PRIVATE_FILE_MODE, makePrivateDir, withPrivateUmask } from '../util/files.js';
 import type { Logger } from '../util/log.js';
 import { parseRfc3339 } from '../util/time.js';
 import { toServiceError } from './errors.js';
@@ -58,20 +59,23 @@ export class AdminServer {
     if (Buffer.byteLength(resolved) > MAX_SOCKET_PATH) {
       throw invalidArgument(`admin socket path ${resolved} is longer than the ${MAX_SOCKET_PATH} bytes a unix socket allows; choose a shorter --admin-socket`);
     }
-    await fs.mkdir(path.dirname(resolved), { recursive: true }).catch((err: unknown) => {
+    await makePrivateDir(path.dirname(resolved)).catch((err: unknown) => {
       throw classifyError(err, `creating the directory of admin socket ${resolved}`);
     });
     await clearStaleSocket(resolved);
     const server = new grpc.Server(CHANNEL_OPTIONS);
     server.addService(adminServiceDefinition(), this.handlers());
-    await new Promise<void>((resolve, reject) => {
-      server.bindAsync(unixAddress(resolved), grpc.ServerCredentials.createInsecure(), (err) => {
-        if (err) reject(classifyError(err, `listening on admin socket ${resolved}`));
-        else resolve();
-      });
-    });
+    await withPrivateUmask(
+      () =>
+        new Promise<void>((resolve, reject) => {
+          server.bindAsync(unixAddress(resolved), grpc.ServerCredentials.createInsecure(), (err) => {
+            if (err) reject(classifyError(err, `listening on admin socket ${resolved}`));
+            else resolve();
+          });
+        }),
+    );
     // The API reads and rewrites whole volumes: only the daemon's own user may use it.
-    await fs.chmod(resolved, 0o600);
+    await fs.chmod(resolved, PRIVATE_FILE_MODE);
     this.server = server;
     this.socketPath = resolved;
     this.logger.info('admin API listening', { socket: resolved });
@@ -185,6 +189,12 @@ export class AdminServer {
         const retention = decodeRetentionRequest(v.optionalMessage(req, 'retention'));
         Object.assign(ids, { maxBytes: retention.maxBytes, maxAgeSeconds: retention.maxAgeSeconds });
         return encodeVolume(await engine.setRetention(name, retention));
+      }),
+
+      ClearInterruptedRestore: this.unary('ClearInterruptedRestore', async (req, ids) => {
+        const name = v.requiredString(req, 'name');
+        ids.volume = name;
+        return encodeVolume(await engine.clearInterruptedRestore(name));
       }),
 
       WriteVolume: (call: grpc.ServerReadableStream<unknown, v.Fields>, callback: grpc.sendUnaryData<v.Fields>) => {

@@ -1,6 +1,6 @@
-import type { Extent, MarkerInfo, RestoreProgress, RestoreResult, RetentionPolicy, SnapshotInfo, VolumeInfo } from '../engine/index.js';
+import type { Extent, InterruptedRestore, MarkerInfo, RestoreProgress, RestoreResult, RetentionPolicy, SnapshotInfo, VolumeInfo } from '../engine/index.js';
 import { TidemarkError } from '../util/errors.js';
-import { bool, fields, list, optionalString, optionalUint64, stringList, uint64, type Fields } from './validate.js';
+import { bool, fields, list, optionalMessage, optionalString, optionalUint64, stringList, uint64, type Fields } from './validate.js';
 
 /**
  * Conversions between the engine's values and the messages of admin.proto, both ways: the
@@ -52,9 +52,21 @@ export function encodeVolume(info: VolumeInfo): Fields {
     sequence: info.sequence,
     earliestRecoverableSequence: info.earliestRecoverableSequence,
     journalBytes: info.journalBytes,
+    journalSegments: info.journalSegments,
+    earliestRecoverableTime: info.earliestRecoverableTime?.toISOString() ?? '',
     snapshotCount: info.snapshotCount,
     markerCount: info.markerCount,
     holders: info.holders,
+    ...(info.restoreInterrupted ? { restoreInterrupted: encodeInterruptedRestore(info.restoreInterrupted) } : {}),
+  };
+}
+
+function encodeInterruptedRestore(restore: InterruptedRestore): Fields {
+  return {
+    source: restore.source,
+    pointSequence: restore.pointSequence,
+    ranges: restore.ranges ?? [],
+    startedAt: restore.startedAt.toISOString(),
   };
 }
 
@@ -106,9 +118,25 @@ export function decodeVolume(value: unknown): VolumeInfo {
     sequence: uint64(m, 'sequence'),
     earliestRecoverableSequence: uint64(m, 'earliestRecoverableSequence'),
     journalBytes: uint64(m, 'journalBytes'),
+    journalSegments: uint64(m, 'journalSegments'),
+    ...(text(m, 'earliestRecoverableTime') ? { earliestRecoverableTime: date(m, 'earliestRecoverableTime') } : {}),
     snapshotCount: uint64(m, 'snapshotCount'),
     markerCount: uint64(m, 'markerCount'),
     holders: stringList(m, 'holders'),
+    ...decodeInterruptedRestore(optionalMessage(m, 'restoreInterrupted')),
+  };
+}
+
+function decodeInterruptedRestore(m: Fields | undefined): { restoreInterrupted?: InterruptedRestore } {
+  if (!m) return {};
+  const ranges = decodeExtents(m, 'ranges');
+  return {
+    restoreInterrupted: {
+      source: text(m, 'source'),
+      pointSequence: uint64(m, 'pointSequence'),
+      ...(ranges.length > 0 ? { ranges } : {}),
+      startedAt: date(m, 'startedAt'),
+    },
   };
 }
 

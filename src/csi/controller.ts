@@ -43,7 +43,7 @@ import type {
 import { compareKeys, paginate } from './pagination.js';
 import { DEFAULT_FS_TYPE, applyRetentionChange, checkNoParameters, parseMutableParameters, parseVolumeParameters } from './params.js';
 import { unary, type CallIds } from './rpc.js';
-import { snapshotMessage, volumeContext, volumeMessage, volumeStatus } from './views.js';
+import { restoreHealth, snapshotMessage, volumeContext, volumeMessage, volumeStatus } from './views.js';
 
 export const CONTROLLER_CAPABILITIES: ControllerRpcType[] = [
   'CREATE_DELETE_VOLUME',
@@ -226,9 +226,12 @@ async function getCapacity(ctx: CsiContext, req: GetCapacityRequest): Promise<Ge
   return { availableCapacity: stats.bavail * stats.bsize, maximumVolumeSize: null, minimumVolumeSize: minimum };
 }
 
-/** A volume is healthy when its image can be read; the engine stops a volume whose image write failed. */
+/**
+ * A volume is healthy when its image can be read (the engine stops a volume whose image write
+ * failed) and no in-place restore of it was cut short.
+ */
 async function volumeHealth(ctx: CsiContext, info: VolumeInfo): Promise<VolumeHealth> {
-  const health: VolumeHealth = { volumeId: ctx.handles.volumeId(info.name), healthStatuses: [] };
+  const health: VolumeHealth = { volumeId: ctx.handles.volumeId(info.name), healthStatuses: restoreHealth(info) };
   try {
     await ctx.engine.read(info.name, 0, Math.min(info.blockSize, info.size));
   } catch (err) {

@@ -1,4 +1,4 @@
-import type { SnapshotInfo, VolumeInfo } from '../engine/index.js';
+import type { RestoreRequest, SnapshotInfo, VolumeInfo } from '../engine/index.js';
 import { requestedFsTypes, requireSupported } from './capabilities.js';
 import { BLOCK_SIZE, fits, newVolumeSize, parseRange, roundUp, type Range } from './capacity.js';
 import type { CsiContext } from './context.js';
@@ -178,13 +178,14 @@ async function populate(ctx: CsiContext, p: Plan, source: Exclude<Source, { kind
   if (p.range.limit > 0 && size > p.range.limit) {
     throw outOfRange(`no multiple of the ${origin.blockSize}-byte block size lies between required_bytes ${p.range.required} and limit_bytes ${p.range.limit}`);
   }
+  // Size and retention are set while the engine builds the volume out of sight: resizing it
+  // afterwards would leave, after a crash in between, a volume a retry finds incompatible.
+  const targetOptions = { size, retention: p.retention };
   if (source.kind === 'snapshot') {
-    await ctx.engine.restore({ volume: sourceVolume, source: { snapshot: source.snapshot.name }, target: p.name });
+    await ctx.engine.restore({ volume: sourceVolume, source: { snapshot: source.snapshot.name }, target: p.name, targetOptions });
   } else {
-    await cloneVolume(ctx, sourceVolume, p.name);
+    await cloneVolume(ctx, sourceVolume, p.name, targetOptions);
   }
-  if (size > ctx.engine.volumeInfo(p.name).size) await ctx.engine.resizeVolume(p.name, size);
-  await ctx.engine.setRetention(p.name, p.retention);
   return true;
 }
 
@@ -194,11 +195,11 @@ async function populate(ctx: CsiContext, p: Plan, source: Exclude<Source, { kind
  * snapshot is the one point that needs no journal replay. A crash leaves the temporary
  * snapshot behind; CsiServer removes those at start.
  */
-async function cloneVolume(ctx: CsiContext, source: string, target: string): Promise<void> {
+async function cloneVolume(ctx: CsiContext, source: string, target: string, targetOptions: RestoreRequest['targetOptions']): Promise<void> {
   const temporary = temporarySnapshotName();
   await ctx.engine.createSnapshot(source, temporary);
   try {
-    await ctx.engine.restore({ volume: source, source: { snapshot: temporary }, target });
+    await ctx.engine.restore({ volume: source, source: { snapshot: temporary }, target, targetOptions });
   } finally {
     await ctx.engine.deleteSnapshot(source, temporary).catch((err: unknown) => {
       if (engineCode(err) !== 'NOT_FOUND') ctx.logger.warn('could not remove a temporary clone snapshot', { volume: source, snapshot: temporary, error: String(err) });

@@ -18,7 +18,7 @@ import {
   type MountEntry,
 } from '../host/index.js';
 import { classifyError } from '../util/errors.js';
-import { writeFileAtomic } from '../util/files.js';
+import { makePrivateDir, writeFileAtomic } from '../util/files.js';
 import { malformedCapability, unsupportedCapability } from './capabilities.js';
 import type { CsiContext } from './context.js';
 import { alreadyExists, failedPrecondition, invalid, notFound } from './errors.js';
@@ -44,7 +44,7 @@ import type {
 } from './messages.js';
 import { DEFAULT_FS_TYPE, isFsType, type FsType } from './params.js';
 import { unary } from './rpc.js';
-import { CONTEXT_FS_TYPE } from './views.js';
+import { CONTEXT_FS_TYPE, restoreHealth } from './views.js';
 
 export interface NodeServiceOptions {
   /** The daemon's NBD socket, which attachments connect to. */
@@ -58,7 +58,7 @@ export interface NodeServiceOptions {
 }
 
 /** What NodeStageVolume did for a volume, so that a repeat can be compared with it. */
-interface StageRecord {
+export interface StageRecord {
   stagingPath: string;
   accessType: 'block' | 'mount';
   fsType?: string;
@@ -106,6 +106,23 @@ function showsDevice(entry: MountEntry, device: string): boolean {
   return entry.source === device || entry.root === `/${path.basename(device)}`;
 }
 
+function stageFileOf(stateDir: string, volume: string): string {
+  return path.join(stateDir, 'staged', `${encodeURIComponent(volume)}.json`);
+}
+
+/**
+ * How a volume is staged on this node, or undefined when it is not. Exported for the
+ * reconcilers, which freeze a staged filesystem around a consistent cut.
+ */
+export async function readStageRecord(stateDir: string, volume: string): Promise<StageRecord | undefined> {
+  try {
+    return JSON.parse(await fs.readFile(stageFileOf(stateDir, volume), 'utf8')) as StageRecord;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw classifyError(err, `reading the staging record of volume ${volume}`);
+  }
+}
+
 /**
  * The CSI Node service: stages a volume by attaching its NBD export as a block device (and,
  * for mount access, making a filesystem on a blank device and mounting it), publishes by bind
@@ -120,16 +137,8 @@ export function nodeService(ctx: CsiContext, options: NodeServiceOptions): grpc.
     ...(options.attachMode ? { mode: options.attachMode } : {}),
   });
   const stageDir = path.join(options.stateDir, 'staged');
-  const stageFile = (volume: string) => path.join(stageDir, `${encodeURIComponent(volume)}.json`);
-
-  async function readStage(volume: string): Promise<StageRecord | undefined> {
-    try {
-      return JSON.parse(await fs.readFile(stageFile(volume), 'utf8')) as StageRecord;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw classifyError(err, `reading the staging record of volume ${volume}`);
-    }
-  }
+  const stageFile = (volume: string) => stageFileOf(options.stateDir, volume);
+  const readStage = (volume: string) => readStageRecord(options.stateDir, volume);
 
   const locked = <T>(volume: string, fn: () => Promise<T>) => ctx.inflight.run([volumeKey(volume)], fn);
 
@@ -163,7 +172,7 @@ export function nodeService(ctx: CsiContext, options: NodeServiceOptions): grpc.
 
     const attachment = await attacher.attach(info.name, info.size, readOnly);
     const record: StageRecord = { stagingPath, accessType, readOnly, ...(fsType ? { fsType } : {}) };
-    await fs.mkdir(stageDir, { recursive: true });
+    await makePrivateDir(stageDir);
     await writeFileAtomic(stageFile(info.name), JSON.stringify(record));
     if (accessType === 'block' || !fsType) return;
 
@@ -221,6 +230,10 @@ export function nodeService(ctx: CsiContext, options: NodeServiceOptions): grpc.
 
   /** What is wrong with a volume on this node, as VolumeHealth entries; none when all is well. */
   async function healthOf(info: VolumeInfo, publishPath: string): Promise<VolumeHealthEntry[]> {
+    return [...restoreHealth(info), ...(await attachmentHealth(info, publishPath))];
+  }
+
+  async function attachmentHealth(info: VolumeInfo, publishPath: string): Promise<VolumeHealthEntry[]> {
     const attachment = await attacher.find(info.name);
     if (!attachment) {
       return publishPath ? [{ status: 'INACCESSIBLE', reason: 'NotStaged', message: `volume ${info.name} is not attached on this node` }] : [];

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { classifyError } from '../util/errors.js';
-import { writeFileAtomic } from '../util/files.js';
+import { makePrivateDir, writeFileAtomic } from '../util/files.js';
 import type { Logger } from '../util/log.js';
 import type { StringMap } from './messages.js';
 import type { FsType } from './params.js';
@@ -62,7 +62,7 @@ export class CsiRecords {
   private async load<T extends { version: number }>(kind: Kind, add: (record: T) => void): Promise<void> {
     const dir = path.join(this.dir, kind);
     try {
-      await fs.mkdir(dir, { recursive: true });
+      await makePrivateDir(dir);
       for (const entry of await fs.readdir(dir)) {
         if (!entry.endsWith('.json')) continue;
         try {

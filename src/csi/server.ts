@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import type { Engine } from '../engine/index.js';
 import { TidemarkError, classifyError, invalidArgument } from '../util/errors.js';
+import { PRIVATE_FILE_MODE, makePrivateDir, withPrivateUmask } from '../util/files.js';
 import type { Logger } from '../util/log.js';
 import type { CsiContext } from './context.js';
 import { controllerService } from './controller.js';
@@ -33,6 +34,11 @@ export interface CsiServerOptions {
 const MAX_SOCKET_PATH = 107;
 
 /** The socket path of a `unix://` endpoint, checked. */
+/** Where the node service keeps its attachment and staging records. */
+export function nodeStateDir(store: string): string {
+  return path.join(store, 'csi', 'node');
+}
+
 export function socketPathOf(endpoint: string): string {
   const match = /^unix:\/\/(\/.*)$/.exec(endpoint);
   if (!match) throw invalidArgument(`CSI endpoint "${endpoint}" must be unix:// and an absolute path, e.g. unix:///csi/csi.sock`);
@@ -82,7 +88,7 @@ export class CsiServer {
     };
     await this.recover(ctx);
 
-    await fs.mkdir(path.dirname(this.socketPath), { recursive: true }).catch((err: unknown) => {
+    await makePrivateDir(path.dirname(this.socketPath)).catch((err: unknown) => {
       throw classifyError(err, `creating the directory of CSI socket ${this.socketPath}`);
     });
     await clearStaleSocket(this.socketPath);
@@ -96,18 +102,24 @@ export class CsiServer {
         'Node',
         nodeService(ctx, {
           nbdSocket: path.join(this.engine.store, 'nbd.sock'),
-          stateDir: path.join(this.engine.store, 'csi', 'node'),
+          stateDir: nodeStateDir(this.engine.store),
           ...this.options.node,
         }),
       ],
     ];
     for (const [name, implementation] of services) server.addService(csiServiceDefinition(name), implementation);
-    await new Promise<void>((resolve, reject) => {
-      server.bindAsync(`unix:${this.socketPath}`, grpc.ServerCredentials.createInsecure(), (err) => {
-        if (err) reject(classifyError(err, `listening on CSI socket ${this.socketPath}`));
-        else resolve();
-      });
-    });
+    await withPrivateUmask(
+      () =>
+        new Promise<void>((resolve, reject) => {
+          server.bindAsync(`unix:${this.socketPath}`, grpc.ServerCredentials.createInsecure(), (err) => {
+            if (err) reject(classifyError(err, `listening on CSI socket ${this.socketPath}`));
+            else resolve();
+          });
+        }),
+    );
+    // Only the kubelet (root) and the daemon's own user call CSI; its calls attach, format and
+    // delete volumes.
+    await fs.chmod(this.socketPath, PRIVATE_FILE_MODE);
     this.server = server;
     this.started = true;
     this.logger.info('CSI services listening', { endpoint: this.options.endpoint, node: this.handles.nodeId });

@@ -1,7 +1,7 @@
 import type { SnapshotInfo, VolumeInfo } from '../engine/index.js';
 import type { CsiContext } from './context.js';
 import { isGroupMember } from './handles.js';
-import type { Snapshot, Timestamp, Volume, VolumeContentSource, VolumeStatus } from './messages.js';
+import type { Snapshot, Timestamp, Volume, VolumeContentSource, VolumeHealthEntry, VolumeStatus } from './messages.js';
 import { DEFAULT_FS_TYPE } from './params.js';
 import type { VolumeRecord } from './records.js';
 
@@ -43,6 +43,25 @@ export function volumeMessage(ctx: CsiContext, info: VolumeInfo): Volume {
 /** Held volumes are in use on this node, the only node a volume can be published to. */
 export function volumeStatus(ctx: CsiContext, info: VolumeInfo): VolumeStatus {
   return { publishedNodeIds: info.holders.length > 0 ? [ctx.handles.nodeId] : [] };
+}
+
+/**
+ * The health entry of a volume whose in-place restore was cut short: its data is a mix of
+ * two points in time, which no filesystem check would notice.
+ */
+export function restoreHealth(info: VolumeInfo): VolumeHealthEntry[] {
+  const restore = info.restoreInterrupted;
+  if (!restore) return [];
+  const ranges = restore.ranges ? ` in ${restore.ranges.length} range(s)` : '';
+  return [
+    {
+      status: 'DEGRADED',
+      reason: 'RestoreInterrupted',
+      message:
+        `an in-place restore of volume ${info.name} to ${restore.source} (sequence ${restore.pointSequence})${ranges}, started ${restore.startedAt.toISOString()}, did not finish: ` +
+        `the volume holds a mix of its old data and that point's; run the restore again, or clear it with tidemark volume clear-restore`,
+    },
+  ];
 }
 
 export function snapshotMessage(ctx: CsiContext, info: SnapshotInfo): Snapshot {

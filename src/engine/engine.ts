@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { TidemarkError, alreadyExists, classifyError, invalidArgument, notFound } from '../util/errors.js';
-import { fsyncDir } from '../util/files.js';
+import { TidemarkError, alreadyExists, busy, classifyError, invalidArgument, notFound, outOfRange } from '../util/errors.js';
+import { PRIVATE_FILE_MODE, fsyncDir, makePrivateDir } from '../util/files.js';
 import { silentLogger, type Logger } from '../util/log.js';
 import { isPowerOfTwo } from '../util/sizes.js';
 import { intersect, normalize, type Extent } from './extents.js';
@@ -11,6 +11,7 @@ import { baseSequence, earliestRecoverable, expiredError, findBase, replayInto, 
 import { enforceRetentionLocked, type RetentionOutcome } from './retention.js';
 import { lockStore } from './store-lock.js';
 import type {
+  InterruptedRestore,
   MarkerInfo,
   RestoreProgress,
   RestoreRequest,
@@ -30,6 +31,17 @@ export interface EngineOptions {
   segmentSize?: number;
   /** How often checkpoints and age-based retention run; 0 turns the timer off. */
   upkeepIntervalMs?: number;
+  /** Measurements for whoever reports them (the daemon's metrics); the engine only calls. */
+  observer?: EngineObserver;
+}
+
+export interface EngineObserver {
+  /** A journal fdatasync completed after this many seconds. */
+  journalSynced?(seconds: number): void;
+  /** A restore finished (or failed: `method` is then undefined). */
+  restoreFinished?(volume: string, method: RestoreResult['method'] | undefined, seconds: number): void;
+  /** A running restore has written this many bytes of `total`. */
+  restoreProgress?(volume: string, progress: RestoreProgress): void;
 }
 
 const GROUPS_FILE = 'groups.log';
@@ -43,6 +55,8 @@ export class Engine {
   private upkeepRunning = new Set<string>();
   /** Names of volumes being built, so two concurrent creations cannot both pass the check. */
   private creating = new Set<string>();
+  /** Names of volumes being deleted: they stay listed until their directory is renamed away. */
+  private deleting = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
 
@@ -51,18 +65,19 @@ export class Engine {
     private readonly logger: Logger,
     private readonly segmentSize: number,
     private readonly unlock: () => Promise<void>,
+    private readonly observer: EngineObserver,
   ) {}
 
   static async open(options: EngineOptions): Promise<Engine> {
     const logger = options.logger ?? silentLogger();
     const store = path.resolve(options.store);
     try {
-      await fs.mkdir(path.join(store, 'volumes'), { recursive: true });
+      await makePrivateDir(path.join(store, 'volumes'));
     } catch (err) {
       throw classifyError(err, `creating store ${store}`);
     }
     const unlock = await lockStore(store);
-    const engine = new Engine(store, logger, options.segmentSize ?? DEFAULT_SEGMENT_SIZE, unlock);
+    const engine = new Engine(store, logger, options.segmentSize ?? DEFAULT_SEGMENT_SIZE, unlock, options.observer ?? {});
     try {
       await engine.loadVolumes();
     } catch (err) {
@@ -97,6 +112,7 @@ export class Engine {
 
   private attach(volume: Volume): void {
     volume.onUpkeepDue = () => this.scheduleUpkeep(volume);
+    volume.journal.onSync = this.observer.journalSynced?.bind(this.observer);
     this.volumes.set(volume.name, volume);
   }
 
@@ -131,8 +147,16 @@ export class Engine {
     return this.info(volume);
   }
 
-  /** Builds a volume in a hidden directory and renames it into place, so a crash leaves none or all of it. */
-  private async materialise(name: string, settings: Required<Omit<VolumeOptions, 'retention'>> & { retention: RetentionPolicy }, initialImage?: string): Promise<Volume> {
+  /**
+   * Builds a volume in a hidden directory and renames it into place, so a crash leaves none
+   * or all of it. `populate` fills it (a journal replay) while it is still hidden.
+   */
+  private async materialise(
+    name: string,
+    settings: Required<Omit<VolumeOptions, 'retention'>> & { retention: RetentionPolicy },
+    initialImage?: string,
+    populate?: (volume: Volume) => Promise<void>,
+  ): Promise<Volume> {
     if (this.volumes.has(name) || this.creating.has(name)) throw alreadyExists(`volume "${name}" already exists`, { volume: name });
     this.creating.add(name);
     const root = path.join(this.store, 'volumes');
@@ -141,7 +165,13 @@ export class Engine {
     try {
       try {
         const built = await Volume.create(staging, name, { ...settings, segmentSize: this.segmentSize }, this.logger, initialImage);
-        await built.close();
+        try {
+          if (populate) await built.exclusive(() => populate(built));
+        } finally {
+          await built.close();
+        }
+        // A long replay can outlast the engine; the store is no longer ours to add to then.
+        if (this.closed) throw new TidemarkError('UNAVAILABLE', `the engine closed while volume "${name}" was being built`, { volume: name });
         await fs.rename(staging, path.join(root, name));
         await fsyncDir(root);
       } catch (err) {
@@ -158,16 +188,41 @@ export class Engine {
 
   async deleteVolume(name: string, options: { force?: boolean } = {}): Promise<void> {
     const volume = this.volume(name);
+    if (this.deleting.has(name)) throw busy(`volume "${name}" is being deleted`, { volume: name });
     volume.assertNotInUse('delete', options.force);
-    if (volume.pinned) throw new TidemarkError('BUSY', `volume "${name}" is being read by a restore; try again when it ends`, { volume: name });
-    this.volumes.delete(name);
-    await volume.close();
-    const root = path.join(this.store, 'volumes');
-    const doomed = path.join(root, `.deleting-${randomUUID()}`);
-    await fs.rename(path.join(root, name), doomed);
-    await fsyncDir(root);
-    await fs.rm(doomed, { recursive: true, force: true });
+    if (volume.pinned) throw busy(`volume "${name}" is being read by a restore; try again when it ends`, { volume: name });
+    this.deleting.add(name);
+    try {
+      // A holder that outlived the volume would write into whatever takes the name next.
+      const revoked = volume.revokeHolders();
+      if (revoked.length > 0) this.logger.warn('volume deleted while in use; its holders were cut off', { volume: name, holders: revoked });
+      await volume.close();
+      const root = path.join(this.store, 'volumes');
+      const doomed = path.join(root, `.deleting-${randomUUID()}`);
+      try {
+        await fs.rename(path.join(root, name), doomed);
+      } catch (err) {
+        // Still in the store, so it comes back at the next start: it must stay served now too.
+        await this.reopen(name);
+        throw classifyError(err, `deleting volume "${name}"`);
+      }
+      this.volumes.delete(name);
+      await fsyncDir(root);
+      await fs.rm(doomed, { recursive: true, force: true });
+    } finally {
+      this.deleting.delete(name);
+    }
     this.logger.info('volume deleted', { volume: name });
+  }
+
+  /** Opens a volume again after a deletion that could not go through. */
+  private async reopen(name: string): Promise<void> {
+    try {
+      this.attach(await Volume.open(path.join(this.store, 'volumes', name), this.logger));
+    } catch (err) {
+      this.volumes.delete(name);
+      this.logger.error('a volume whose deletion failed could not be opened again; it is left out until the next start', { volume: name, error: String(err) });
+    }
   }
 
   listVolumes(): VolumeInfo[] {
@@ -179,7 +234,8 @@ export class Engine {
   }
 
   private info(volume: Volume): VolumeInfo {
-    return volume.info(earliestRecoverable(volume));
+    const earliest = earliestRecoverable(volume);
+    return volume.info(earliest, earliestRecoverableTime(volume, earliest));
   }
 
   async setRetention(name: string, retention: RetentionPolicy): Promise<VolumeInfo> {
@@ -205,9 +261,14 @@ export class Engine {
     return volume.exclusive(() => enforceRetentionLocked(volume, this.logger, now));
   }
 
-  /** Marks a volume in use (by an NBD connection or an attachment) until `release`. */
-  hold(name: string, holder: string): void {
-    this.volume(name).hold(holder);
+  /**
+   * Marks a volume in use (by an NBD connection or an attachment) until `release`. If the
+   * volume is deleted by force meanwhile, `onRevoke` is called first: the holder must then
+   * stop using the name, which a new volume may take.
+   */
+  hold(name: string, holder: string, onRevoke?: () => void): void {
+    if (this.deleting.has(name)) throw notFound(`volume "${name}" is being deleted`, { volume: name });
+    this.volume(name).hold(holder, onRevoke);
   }
 
   release(name: string, holder: string): void {
@@ -356,7 +417,7 @@ export class Engine {
   }
 
   private async commitGroup(group: string, name: string, volumes: string[]): Promise<void> {
-    const handle = await fs.open(path.join(this.store, GROUPS_FILE), 'a');
+    const handle = await fs.open(path.join(this.store, GROUPS_FILE), 'a', PRIVATE_FILE_MODE);
     try {
       // The leading newline ends a line that a crash or a full disk left torn, which would
       // otherwise swallow this entry; writeFile also loops over short writes.
@@ -406,14 +467,35 @@ export class Engine {
   // ---- restores --------------------------------------------------------------------------
 
   async restore(request: RestoreRequest, onProgress?: (progress: RestoreProgress) => void): Promise<RestoreResult> {
+    const started = process.hrtime.bigint();
+    const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
+    const volume = request.target ?? request.volume;
+    const report = (progress: RestoreProgress) => {
+      this.observer.restoreProgress?.(volume, progress);
+      onProgress?.(progress);
+    };
+    try {
+      const result = await this.runRestore(request, report);
+      this.observer.restoreFinished?.(volume, result.method, seconds());
+      return result;
+    } catch (err) {
+      this.observer.restoreFinished?.(volume, undefined, seconds());
+      throw err;
+    }
+  }
+
+  private async runRestore(request: RestoreRequest, onProgress: (progress: RestoreProgress) => void): Promise<RestoreResult> {
     const started = Date.now();
     const volume = this.volume(request.volume);
     const areas = request.ranges ? this.checkAreas(volume, request.ranges) : undefined;
+    let settings = settingsOf(volume);
     if (request.target !== undefined) {
       checkName('volume', request.target);
       if (this.volumes.has(request.target)) throw alreadyExists(`volume "${request.target}" already exists`, { volume: request.target });
       if (areas) throw invalidArgument('ranges apply to in-place restores; a new volume always receives the whole point');
+      settings = targetSettings(volume, request.targetOptions);
     } else {
+      if (request.targetOptions) throw invalidArgument('target options apply to restores into a new volume');
       volume.assertNotInUse('restore', request.force);
     }
     // Pinned under the lock: retention runs under it too, so one already under way finishes
@@ -429,12 +511,13 @@ export class Engine {
       if ('snapshot' in source) {
         const snapshot = this.snapshot(volume, source.snapshot);
         if (request.target !== undefined) {
-          const target = await this.materialise(request.target, settingsOf(volume), volume.snapshotPath(snapshot.name));
+          const target = await this.materialise(request.target, settings, volume.snapshotPath(snapshot.name));
           const progress = { bytesTotal: target.size, bytesRestored: target.size };
           onProgress?.(progress);
           return finish(snapshot.sequence, 'rebuild', progress, snapshot.name);
         }
-        const progress = await volume.exclusive(() => restoreFromSnapshot(volume, snapshot, areas, onProgress));
+        const record = { source: `snapshot "${snapshot.name}"`, pointSequence: snapshot.sequence, ranges: areas };
+        const progress = await volume.exclusive(() => this.inPlaceLocked(volume, record, (begin) => restoreFromSnapshot(volume, snapshot, areas, onProgress, begin)));
         return finish(snapshot.sequence, 'snapshot-diff', progress, snapshot.name);
       }
       const { point, what } = await this.resolvePoint(volume, source);
@@ -442,20 +525,55 @@ export class Engine {
       if (!base || point < earliestRecoverable(volume)) throw expiredError(volume, what, point);
       const baseName = base.kind === 'snapshot' ? base.snapshot.name : undefined;
       if (request.target !== undefined) {
-        const target = await this.materialise(request.target, settingsOf(volume), base.kind === 'snapshot' ? volume.snapshotPath(base.snapshot.name) : undefined);
-        try {
-          const progress = await target.exclusive(() => replayInto(volume, target, base, point, onProgress));
-          return finish(point, 'rebuild', progress, baseName);
-        } catch (err) {
-          await this.deleteVolume(target.name, { force: true }).catch(() => undefined);
-          throw err;
-        }
+        // Replayed while the new volume is still hidden: a crash leaves no half-made volume
+        // under the name, and a retry starts afresh.
+        let progress: RestoreProgress = { bytesTotal: 0, bytesRestored: 0 };
+        const initialImage = base.kind === 'snapshot' ? volume.snapshotPath(base.snapshot.name) : undefined;
+        await this.materialise(request.target, settings, initialImage, async (target) => {
+          progress = await replayInto(volume, target, base, point, onProgress);
+        });
+        return finish(point, 'rebuild', progress, baseName);
       }
-      const progress = await volume.exclusive(() => rewindInPlace(volume, this.freshBase(volume, point, base), point, areas, onProgress));
+      const record = { source: what, pointSequence: point, ranges: areas };
+      const progress = await volume.exclusive(() =>
+        this.inPlaceLocked(volume, record, (begin) => rewindInPlace(volume, this.freshBase(volume, point, base), point, areas, onProgress, begin)),
+      );
       return finish(point, 'rewind', progress, baseName);
     } finally {
       unpin();
     }
+  }
+
+  /**
+   * Runs an in-place restore under the volume lock, recording before its first write that it
+   * is under way, and forgetting that once it has completed.
+   */
+  private async inPlaceLocked(
+    volume: Volume,
+    restore: { source: string; pointSequence: number; ranges: Extent[] | undefined },
+    run: (beforeFirstWrite: () => Promise<void>) => Promise<RestoreProgress>,
+  ): Promise<RestoreProgress> {
+    const record: InterruptedRestore = { source: restore.source, pointSequence: restore.pointSequence, startedAt: new Date(), ...(restore.ranges ? { ranges: restore.ranges } : {}) };
+    const progress = await run(() => volume.beginRestoreLocked(record));
+    await volume.endRestoreLocked(record);
+    return progress;
+  }
+
+  /**
+   * Forgets that an in-place restore was cut short, leaving the volume's data as it is (a
+   * mix of old data and the point's); for when the user has dealt with it otherwise.
+   */
+  async clearInterruptedRestore(name: string): Promise<VolumeInfo> {
+    const volume = this.volume(name);
+    const cleared = await volume.exclusive(() => volume.clearRestoreLocked());
+    if (cleared) {
+      this.logger.warn('interrupted restore cleared by request; the data stays as the restore left it', {
+        volume: name,
+        source: cleared.source,
+        pointSequence: cleared.pointSequence,
+      });
+    }
+    return this.info(volume);
   }
 
   /** The base may have changed while waiting for the lock; look again under it. */
@@ -561,6 +679,16 @@ export class Engine {
   }
 }
 
+/**
+ * When the oldest recoverable point was written. It is the volume's birth, or the last data
+ * change before the base snapshot that holds it: the state a restore to that point returns.
+ */
+function earliestRecoverableTime(volume: Volume, earliest: number): number | undefined {
+  if (earliest === 0) return volume.createdAt;
+  const base = volume.snapshotMeta().find((s) => validFrom(s) === earliest);
+  return base ? (base.dataTime ?? base.createdAt) : undefined;
+}
+
 function snapshotInfo(volume: Volume, meta: SnapshotMeta): SnapshotInfo {
   return {
     volume: volume.name,
@@ -575,6 +703,25 @@ function snapshotInfo(volume: Volume, meta: SnapshotMeta): SnapshotInfo {
 
 function settingsOf(volume: Volume) {
   return { size: volume.size, blockSize: volume.blockSize, granularity: volume.granularity, retention: { ...volume.retention } };
+}
+
+/** The layout of a volume restored from `volume`, with the size and retention asked for. */
+function targetSettings(volume: Volume, options: RestoreRequest['targetOptions']) {
+  const settings = settingsOf(volume);
+  if (options?.size !== undefined) {
+    if (!Number.isSafeInteger(options.size) || options.size % volume.blockSize !== 0) {
+      throw invalidArgument(`the new volume's size ${options.size} must be a multiple of the block size ${volume.blockSize}`);
+    }
+    if (options.size < volume.size) {
+      throw outOfRange(`the new volume's size ${options.size} is less than the ${volume.size} bytes of its source "${volume.name}"`, { volume: volume.name });
+    }
+    settings.size = options.size;
+  }
+  if (options?.retention) {
+    validateRetention(options.retention);
+    settings.retention = { ...options.retention };
+  }
+  return settings;
 }
 
 function validateRetention(retention: RetentionPolicy): void {

@@ -2,7 +2,7 @@ import * as fsSync from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { TidemarkError, classifyError } from '../util/errors.js';
-import { fsyncDir, readFully, writeFully } from '../util/files.js';
+import { PRIVATE_FILE_MODE, fsyncDir, makePrivateDir, readFully, writeFully } from '../util/files.js';
 import type { Logger } from '../util/log.js';
 import {
   HEADER_SIZE,
@@ -82,7 +82,7 @@ export class Journal {
   ) {}
 
   static async create(dir: string, segmentSize: number, logger: Logger): Promise<Journal> {
-    await fs.mkdir(dir, { recursive: true });
+    await makePrivateDir(dir);
     const journal = new Journal(dir, segmentSize, logger);
     await journal.openNewSegment(1);
     return journal;
@@ -211,7 +211,7 @@ export class Journal {
   private async openNewSegment(firstSequence: number): Promise<void> {
     const file = path.join(this.dir, segmentName(firstSequence));
     // Positional writes (not O_APPEND), so that one batch's pieces can be written side by side.
-    this.active = await fs.open(file, 'w+');
+    this.active = await fs.open(file, 'w+', PRIVATE_FILE_MODE);
     // The new name is made durable by the next sync, with the records that need it.
     this.dirDirty = true;
     this.segments.push({ file, firstSequence, lastSequence: firstSequence - 1, firstTime: 0, lastTime: 0, size: 0 });
@@ -345,6 +345,9 @@ export class Journal {
    * what was appended when its fdatasync began, and concurrent callers share one fdatasync
    * where it covers them.
    */
+  /** Told how long each completed sync took, for the daemon's latency histogram. */
+  onSync: ((seconds: number) => void) | undefined;
+
   async sync(): Promise<void> {
     const target = this.appendedThrough;
     while (this.durableThrough < target) {
@@ -357,6 +360,7 @@ export class Journal {
       const syncDir = this.dirDirty;
       this.dirDirty = false;
       const run = (async () => {
+        const started = process.hrtime.bigint();
         try {
           for (const handle of handles) await handle.datasync();
           if (syncDir) await fsyncDir(this.dir);
@@ -365,6 +369,7 @@ export class Journal {
           throw classifyError(err, 'syncing the journal');
         }
         this.durableThrough = Math.max(this.durableThrough, upTo);
+        this.onSync?.(Number(process.hrtime.bigint() - started) / 1e9);
         const synced = this.rolled.filter((h) => handles.includes(h));
         this.rolled = this.rolled.filter((h) => !handles.includes(h));
         for (const handle of synced) await handle.close().catch(() => undefined);

@@ -53,6 +53,9 @@ export function earliestRecoverable(volume: Volume): number {
 
 export type Progress = (progress: RestoreProgress) => void;
 
+/** Called once before an in-place restore's first write reaches the journal. */
+export type BeforeFirstWrite = () => Promise<void>;
+
 /** Collects restore writes and hands them to the journaled path in bounded batches. */
 class Applier {
   private bodies: RecordBody[] = [];
@@ -63,6 +66,7 @@ class Applier {
     private readonly volume: Volume,
     private readonly total: number,
     private readonly progress: Progress | undefined,
+    private beforeFirstWrite?: BeforeFirstWrite,
   ) {}
 
   async put(offset: number, data: Buffer): Promise<void> {
@@ -73,6 +77,9 @@ class Applier {
 
   async drain(): Promise<void> {
     if (this.bodies.length === 0) return;
+    const before = this.beforeFirstWrite;
+    this.beforeFirstWrite = undefined;
+    await before?.();
     await this.volume.applyLocked(this.bodies);
     this.bodies = [];
     this.done += this.pending;
@@ -109,13 +116,13 @@ function* windowed(extents: readonly Extent[]): Generator<Extent & { window: num
  * Restore (a) and (b): copies back from a snapshot only the chunks written since it, inside
  * `areas`. The caller holds the volume lock.
  */
-export async function restoreFromSnapshot(volume: Volume, snapshot: SnapshotMeta, areas: Extent[] | undefined, progress?: Progress) {
+export async function restoreFromSnapshot(volume: Volume, snapshot: SnapshotMeta, areas: Extent[] | undefined, progress?: Progress, beforeFirstWrite?: BeforeFirstWrite) {
   let changed = volume.tracker.changedExtents(snapshot.sequence);
   if (areas) changed = intersect(changed, areas);
   changed = intersect(changed, [{ offset: 0, length: volume.size }]);
   const total = totalLength(changed);
   progress?.({ bytesTotal: total, bytesRestored: 0 });
-  const applier = new Applier(volume, total, progress);
+  const applier = new Applier(volume, total, progress, beforeFirstWrite);
   const source = await fs.open(volume.snapshotPath(snapshot.name), 'r');
   try {
     // Changed chunks lie scattered: reading several at once keeps the disk busy; they are
@@ -216,7 +223,7 @@ class PointReader {
  * Restore (d): rewinds a volume in place to `point` by rewriting only the bytes written after
  * it. The caller holds the volume lock.
  */
-export async function rewindInPlace(volume: Volume, base: Base, point: number, areas: Extent[] | undefined, progress?: Progress) {
+export async function rewindInPlace(volume: Volume, base: Base, point: number, areas: Extent[] | undefined, progress?: Progress, beforeFirstWrite?: BeforeFirstWrite) {
   const touched: Extent[] = [];
   // A base taken after the point (nothing changed data in between) already holds the point,
   // and the records between them may be freed: only what came after the base counts.
@@ -231,7 +238,7 @@ export async function rewindInPlace(volume: Volume, base: Base, point: number, a
   const total = totalLength(wanted);
   progress?.({ bytesTotal: total, bytesRestored: 0 });
   const reader = await PointReader.prepare(volume, base, point, wanted);
-  const applier = new Applier(volume, total, progress);
+  const applier = new Applier(volume, total, progress, beforeFirstWrite);
   try {
     for (const piece of windowed(wanted)) await applier.put(piece.offset, await reader.read(piece));
   } finally {

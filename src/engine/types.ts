@@ -31,10 +31,33 @@ export interface VolumeInfo {
   /** Oldest sequence still recoverable to; points before it are expired. */
   earliestRecoverableSequence: number;
   journalBytes: number;
+  /** Journal segment files kept. */
+  journalSegments: number;
+  /**
+   * When the oldest recoverable point was written: the start of the recovery window. Absent
+   * when it cannot be told (a point inside a journal whose times were not kept).
+   */
+  earliestRecoverableTime?: Date;
   snapshotCount: number;
   markerCount: number;
   /** Who holds the volume (NBD connections, attachments); empty when idle. */
   holders: string[];
+  /**
+   * Set when an in-place restore began writing and did not finish (a crash, a failure half
+   * way): the volume holds a mix of its old data and the point's. Cleared by running a restore
+   * that covers it to completion, or by `clearInterruptedRestore`.
+   */
+  restoreInterrupted?: InterruptedRestore;
+}
+
+export interface InterruptedRestore {
+  /** What the restore was to, as named: `marker "m"`, `snapshot "s"`, `time ...`, `sequence N`. */
+  source: string;
+  /** The journal sequence the restore was bringing the volume to. */
+  pointSequence: number;
+  /** The ranges it was limited to; absent for the whole volume. */
+  ranges?: Extent[];
+  startedAt: Date;
 }
 
 export interface SnapshotInfo {
@@ -75,6 +98,12 @@ export interface RestoreRequest {
   target?: string;
   /** Restore in place even while the volume is in use. */
   force?: boolean;
+  /**
+   * Only with `target`: the new volume's size (at least the source's) and retention, set
+   * before it appears, so that a crash never leaves it half configured. Defaults: the
+   * source's.
+   */
+  targetOptions?: { size?: number; retention?: RetentionPolicy };
 }
 
 export interface RestoreProgress {

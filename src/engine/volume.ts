@@ -1,15 +1,17 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { TidemarkError, alreadyExists, busy, classifyError, invalidArgument, notFound, outOfRange } from '../util/errors.js';
-import { cloneFile, exists, fsyncDir, punchHole, readFully, writeFileAtomic, writeFully } from '../util/files.js';
+import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, cloneFile, exists, fsyncDir, makePrivateDir, punchHole, readFully, writeFileAtomic, writeFully } from '../util/files.js';
 import type { Logger } from '../util/log.js';
 import { Mutex } from '../util/mutex.js';
+import { formatSize } from '../util/sizes.js';
+import type { Extent } from './extents.js';
 import { DirtyTracker } from './generations.js';
 import { Journal, type SegmentSummary } from './journal.js';
 import { checkName } from './names.js';
 import { PendingWrites, overlay } from './pending.js';
 import { MAX_RECORD_PAYLOAD, RecordType, recordExtent, type JournalRecord, type RecordBody } from './record.js';
-import type { RetentionPolicy, SnapshotInfo, VolumeInfo, WriteOptions } from './types.js';
+import type { InterruptedRestore, RetentionPolicy, SnapshotInfo, VolumeInfo, WriteOptions } from './types.js';
 
 export interface SnapshotMeta {
   name: string;
@@ -86,6 +88,19 @@ const SEGMENTS_PER_CHECKPOINT = 4;
 
 const CHECKPOINT_FILE = 'checkpoint';
 const IMAGE_FILE = 'image';
+/** Present while an in-place restore is writing; what is left after a crash says so. */
+const RESTORE_FILE = 'restore-in-progress';
+/** First and longest wait before the applier tries the image again after a full disk. */
+const STALL_RETRY_MIN_MS = 100;
+const STALL_RETRY_MAX_MS = 5000;
+
+/** An in-place restore as recorded in RESTORE_FILE. */
+interface RestoreRecord {
+  source: string;
+  pointSequence: number;
+  ranges?: Extent[];
+  startedAt: number;
+}
 
 /**
  * One volume: a raw sparse image, its journal, its differential bitmaps, snapshots and
@@ -101,9 +116,18 @@ export class Volume {
   private queue: QueuedOp[] = [];
   private pumping = false;
   private readonly lock = new Mutex();
-  private holders = new Map<string, number>();
+  private holders = new Map<string, { count: number; onRevoke: (() => void)[] }>();
   private pins = 0;
   private failure: TidemarkError | undefined;
+  /**
+   * Set while image writes fail for want of space. Unlike `failure` it stops nothing: reads
+   * see the pending records, the journal takes writes while it has room, and the applier
+   * tries again on a timer until the image takes them.
+   */
+  private stall: TidemarkError | undefined;
+  private stallRetry: NodeJS.Timeout | undefined;
+  private stallDelayMs = 0;
+  private interrupted: RestoreRecord | undefined;
   private closed = false;
   private segmentCountAtCheckpoint = 0;
   private readonly pending = new PendingWrites();
@@ -138,16 +162,22 @@ export class Volume {
     logger: Logger,
     initialImage?: string,
   ): Promise<Volume> {
-    await fs.mkdir(path.join(dir, 'snapshots'), { recursive: true });
+    await makePrivateDir(path.join(dir, 'snapshots'));
     const imagePath = path.join(dir, IMAGE_FILE);
     let method: SnapshotInfo['method'] = 'empty';
     if (initialImage) {
       method = await cloneFile(initialImage, imagePath);
     }
-    const image = await fs.open(imagePath, initialImage ? 'r+' : 'w+', 0o600);
-    await image.truncate(options.size);
-    await image.sync();
-    const journal = await Journal.create(path.join(dir, 'journal'), options.segmentSize ?? DEFAULT_SEGMENT_SIZE, logger);
+    const image = await fs.open(imagePath, initialImage ? 'r+' : 'w+', PRIVATE_FILE_MODE);
+    let journal: Journal;
+    try {
+      await growImage(image, options.size, options.blockSize, dir);
+      await image.sync();
+      journal = await Journal.create(path.join(dir, 'journal'), options.segmentSize ?? DEFAULT_SEGMENT_SIZE, logger);
+    } catch (err) {
+      await image.close();
+      throw err;
+    }
     const state: CheckpointState = {
       version: 1,
       name,
@@ -167,7 +197,7 @@ export class Volume {
       // A volume that starts with data keeps that data as its origin, so that it can be
       // rewound to the moment it was created like any other volume.
       const originDir = path.join(dir, 'snapshots', '~origin');
-      await fs.mkdir(originDir, { recursive: true });
+      await makePrivateDir(originDir);
       await cloneFile(imagePath, path.join(originDir, IMAGE_FILE));
       state.snapshots.push({ name: '~origin', sequence: 0, createdAt: state.createdAt, internal: true, method, size: options.size });
       // The inherited data was never written through this volume, yet a backup reading only
@@ -226,6 +256,7 @@ export class Volume {
       }
     }
     await volume.removeOrphanSnapshots();
+    volume.interrupted = await readRestoreRecord(dir, logger, state.name);
     if (report.replayed > 0 || report.truncatedBytes > 0) {
       logger.info('volume recovered', { volume: state.name, checkpoint: state.checkpoint, ...report, sequence: journal.lastSequence });
     }
@@ -250,6 +281,7 @@ export class Volume {
       if (!this.failure) await this.writeCheckpoint().catch((err) => this.logger.error('checkpoint at close failed', { volume: this.name, error: String(err) }));
       await this.applying?.catch(() => undefined);
       clearTimeout(this.syncTimer);
+      clearTimeout(this.stallRetry);
       this.closed = true;
       await this.journal.close();
       await this.image.close();
@@ -288,7 +320,7 @@ export class Volume {
     return this.state.markers;
   }
 
-  info(earliestRecoverable: number): VolumeInfo {
+  info(earliestRecoverable: number, earliestRecoverableTime?: number): VolumeInfo {
     return {
       name: this.name,
       size: this.size,
@@ -299,9 +331,12 @@ export class Volume {
       sequence: this.journal.lastSequence,
       earliestRecoverableSequence: earliestRecoverable,
       journalBytes: this.journal.totalBytes,
+      journalSegments: this.journal.segmentList().length,
+      ...(earliestRecoverableTime !== undefined ? { earliestRecoverableTime: new Date(earliestRecoverableTime) } : {}),
       snapshotCount: this.state.snapshots.filter((s) => !s.internal).length,
       markerCount: this.state.markers.length,
       holders: [...this.holders.keys()],
+      ...(this.interrupted ? { restoreInterrupted: interruptedRestore(this.interrupted) } : {}),
     };
   }
 
@@ -311,15 +346,39 @@ export class Volume {
 
   // ---- holders and pins ------------------------------------------------------------------
 
-  /** Marks the volume in use by `holder` (an NBD connection, an attachment). */
-  hold(holder: string): void {
-    this.holders.set(holder, (this.holders.get(holder) ?? 0) + 1);
+  /**
+   * Marks the volume in use by `holder` (an NBD connection, an attachment). `onRevoke` is
+   * called if the volume is deleted by force while held: the holder must then stop using
+   * the name, which a new volume may take.
+   */
+  hold(holder: string, onRevoke?: () => void): void {
+    if (this.closed) throw new TidemarkError('UNAVAILABLE', `volume "${this.name}" is closed`, { volume: this.name });
+    const entry = this.holders.get(holder) ?? { count: 0, onRevoke: [] };
+    entry.count++;
+    if (onRevoke) entry.onRevoke.push(onRevoke);
+    this.holders.set(holder, entry);
   }
 
   release(holder: string): void {
-    const count = (this.holders.get(holder) ?? 0) - 1;
-    if (count > 0) this.holders.set(holder, count);
-    else this.holders.delete(holder);
+    const entry = this.holders.get(holder);
+    if (!entry) return;
+    if (--entry.count <= 0) this.holders.delete(holder);
+  }
+
+  /** Forgets every holder and tells each that the volume is gone; returns who they were. */
+  revokeHolders(): string[] {
+    const revoked = [...this.holders];
+    this.holders.clear();
+    for (const [holder, entry] of revoked) {
+      for (const onRevoke of entry.onRevoke) {
+        try {
+          onRevoke();
+        } catch (err) {
+          this.logger.error('a holder failed to let go of a deleted volume', { volume: this.name, holder, error: String(err) });
+        }
+      }
+    }
+    return revoked.map(([holder]) => holder);
   }
 
   holderList(): string[] {
@@ -497,7 +556,21 @@ export class Volume {
     }
     // The journal's copy of each payload (append re-points `data` at it) is what the applier
     // writes later, so the caller may reuse its buffers as soon as this returns.
-    await this.journal.append(records);
+    try {
+      await this.journal.append(records);
+    } catch (err) {
+      // A batch that spans segments can fail after its first part is in the journal; that
+      // part must reach the image and the bitmaps too, or the volume would stop being a
+      // prefix of its journal (the next checkpoint would count records the image lacks).
+      this.track(records.filter((r) => r.sequence <= this.journal.lastSequence));
+      throw err;
+    }
+    this.track(records);
+    return records;
+  }
+
+  private track(records: JournalRecord[]): void {
+    if (records.length === 0) return;
     for (const record of records) {
       const { offset, length } = recordExtent(record);
       this.tracker.mark(offset, length);
@@ -505,25 +578,32 @@ export class Volume {
     }
     this.pending.add(records);
     this.kickApplier();
-    return records;
   }
 
   // ---- the applier -----------------------------------------------------------------------
 
-  /** Starts the applier unless it runs or has nothing to do. */
-  private kickApplier(): void {
-    if (this.applying || this.pending.count === 0 || this.failure) return;
+  /**
+   * Starts the applier unless it runs or has nothing to do. While image writes are stalled
+   * on a full disk only the retry timer and drains (`now`) start it, not every new write.
+   */
+  private kickApplier(now = false): void {
+    if (this.applying || this.pending.count === 0 || this.failure || this.closed) return;
+    if (this.stallRetry) {
+      if (!now) return;
+      clearTimeout(this.stallRetry);
+      this.stallRetry = undefined;
+    }
     this.applying = this.applyPending()
       .catch((err: unknown) => {
         // The journal holds records the image lacks. Replaying them at the next start puts
         // the image right; until then the volume refuses I/O rather than serve stale data.
-        this.failure = classifyError(err, `volume "${this.name}" stopped after a failed image write; free space and restart the daemon, journaled data is kept`);
+        this.failure = classifyError(err, `volume "${this.name}" stopped after a failed image write; restart the daemon once the cause is fixed, journaled data is kept`);
         this.logger.error('image write failed; volume stopped', { volume: this.name, error: this.failure.message });
       })
       .finally(() => {
         this.applying = undefined;
         for (const wake of this.roomWaiters.splice(0)) wake();
-        if (!this.failure && this.syncWanted) this.kickApplier();
+        if (!this.failure && !this.stall && this.syncWanted) this.kickApplier();
       });
   }
 
@@ -541,20 +621,64 @@ export class Volume {
         continue;
       }
       const records = this.pending.peek(this.journal.durableSequence, APPLY_BYTES);
-      if (overlapping(records)) {
-        for (const record of records) await applyToImage(this.image, this.imagePath, record);
-      } else {
-        // A few at a time: the thread pool is shared, and a journal append queued behind
-        // thousands of image writes would hold every writer's acknowledgement back.
-        let next = 0;
-        const worker = async () => {
-          while (next < records.length) await applyToImage(this.image, this.imagePath, records[next++]!);
-        };
-        await Promise.all(Array.from({ length: Math.min(APPLY_PARALLEL, records.length) }, worker));
+      const failed = await this.writeToImage(records);
+      if (failed) {
+        const error = classifyError(failed, `writing the image of volume "${this.name}"`);
+        if (error.code !== 'RESOURCE_EXHAUSTED') throw error;
+        // The records stay pending, so reads still see them and the next try writes them all
+        // again (the same bytes at the same places: a partial write does no harm).
+        this.stalled(error);
+        return;
       }
       this.pending.drop(records.length);
+      if (this.stall) this.resumed();
       for (const wake of this.roomWaiters.splice(0)) wake();
     }
+  }
+
+  /** Writes records to the image; returns the first error, once no write is in flight any more. */
+  private async writeToImage(records: JournalRecord[]): Promise<unknown> {
+    try {
+      if (overlapping(records)) {
+        for (const record of records) await applyToImage(this.image, this.imagePath, record);
+        return undefined;
+      }
+      // A few at a time: the thread pool is shared, and a journal append queued behind
+      // thousands of image writes would hold every writer's acknowledgement back.
+      let next = 0;
+      const worker = async () => {
+        while (next < records.length) await applyToImage(this.image, this.imagePath, records[next++]!);
+      };
+      // Every worker is waited for: one still writing after a retry had begun could put an
+      // older record's bytes over a newer one's.
+      const outcomes = await Promise.allSettled(Array.from({ length: Math.min(APPLY_PARALLEL, records.length) }, worker));
+      return outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected')?.reason;
+    } catch (err) {
+      return err;
+    }
+  }
+
+  private stalled(error: TidemarkError): void {
+    if (!this.stall) {
+      this.logger.warn('image write failed: the disk is full; reads and journal appends go on, image writes are retried', { volume: this.name, error: error.message });
+    }
+    this.stall = new TidemarkError(
+      'RESOURCE_EXHAUSTED',
+      `volume "${this.name}": the store's disk is full; writes resume by themselves once space is freed, nothing acknowledged is lost (${error.message})`,
+      { volume: this.name },
+    );
+    this.stallDelayMs = Math.min(STALL_RETRY_MAX_MS, Math.max(STALL_RETRY_MIN_MS, this.stallDelayMs * 2));
+    this.stallRetry = setTimeout(() => {
+      this.stallRetry = undefined;
+      this.kickApplier(true);
+    }, this.stallDelayMs);
+    this.stallRetry.unref();
+  }
+
+  private resumed(): void {
+    this.logger.info('image writes resumed after a full disk', { volume: this.name, pending: this.pending.count });
+    this.stall = undefined;
+    this.stallDelayMs = 0;
   }
 
   private armSyncTimer(): void {
@@ -567,10 +691,15 @@ export class Volume {
     this.syncTimer.unref();
   }
 
-  /** Back-pressure: holds a writer while the applier is far behind. */
+  /**
+   * Back-pressure: holds a writer while the applier is far behind. When the applier is
+   * behind because the disk is full, waiting could last until someone frees space: the
+   * writer is refused instead.
+   */
   private async waitForRoom(): Promise<void> {
     while (this.pending.bytes > MAX_PENDING_BYTES) {
       this.assertOpen();
+      if (this.stall && !this.applying) throw this.stall;
       this.syncWanted = true;
       this.kickApplier();
       await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
@@ -587,8 +716,9 @@ export class Volume {
     while (this.pending.count > 0) {
       if (this.failure) throw this.failure;
       this.syncWanted = true;
-      this.kickApplier();
+      this.kickApplier(true);
       await this.applying;
+      if (this.stall && this.pending.count > 0) throw this.stall;
     }
     if (this.failure) throw this.failure;
   }
@@ -614,7 +744,7 @@ export class Volume {
     const dir = path.join(this.dir, 'snapshots', name);
     await this.drainLocked();
     await fs.rm(dir, { recursive: true, force: true });
-    await fs.mkdir(dir, { recursive: true });
+    await makePrivateDir(dir);
     let method: SnapshotMeta['method'];
     try {
       method = await cloneFile(this.imagePath, path.join(dir, IMAGE_FILE));
@@ -666,7 +796,7 @@ export class Volume {
     const retired: SnapshotMeta = { ...this.state.snapshots[index]!, name: `~base-${this.state.snapshots[index]!.sequence}`, internal: true };
     const dir = path.join(this.dir, 'snapshots', retired.name);
     await fs.rm(dir, { recursive: true, force: true });
-    await fs.mkdir(dir);
+    await fs.mkdir(dir, { mode: PRIVATE_DIR_MODE });
     await fs.link(this.snapshotPath(name), path.join(dir, IMAGE_FILE)).catch(() => cloneFile(this.snapshotPath(name), path.join(dir, IMAGE_FILE)));
     await fsyncDir(dir);
     this.state.snapshots[index] = retired;
@@ -708,12 +838,19 @@ export class Volume {
     }
     if (size === this.size) return;
     await this.drainLocked();
+    // The image grows before the record is journaled: a size the filesystem refuses must
+    // fail here, not in every replay of that record at start-up.
+    await growImage(this.image, size, this.blockSize, this.dir, this.size);
     const sequence = this.journal.allocate();
     const record: JournalRecord = { type: RecordType.Resize, size, sequence, time: this.journal.stamp() };
-    await this.journal.append([record]);
-    await this.journal.sync();
+    try {
+      await this.journal.append([record]);
+      await this.journal.sync();
+    } catch (err) {
+      await this.image.truncate(this.size).catch(() => undefined);
+      throw err;
+    }
     noteDataChange(this.state, record);
-    await this.image.truncate(size);
     this.state.size = size;
     this.tracker.resize(size);
     await this.writeCheckpoint();
@@ -722,6 +859,41 @@ export class Volume {
 
   setRetention(retention: RetentionPolicy): void {
     this.state.retention = { ...retention };
+  }
+
+  // ---- in-place restores -----------------------------------------------------------------
+
+  /**
+   * Records durably, before an in-place restore writes its first byte, that it is under way;
+   * the caller holds the lock. An older record stays unless this restore covers it (see
+   * `covers`): a small restore must not hide that a larger one was cut short.
+   */
+  async beginRestoreLocked(restore: InterruptedRestore): Promise<void> {
+    const record = restoreRecord(restore);
+    if (this.interrupted && !covers(record, this.interrupted)) return;
+    await writeFileAtomic(path.join(this.dir, RESTORE_FILE), JSON.stringify(record));
+    this.interrupted = record;
+    this.logger.debug('in-place restore recorded', { volume: this.name, source: record.source, pointSequence: record.pointSequence });
+  }
+
+  /** After an in-place restore completed: forgets a record it covers. The caller holds the lock. */
+  async endRestoreLocked(restore: InterruptedRestore): Promise<void> {
+    if (!this.interrupted || !covers(restoreRecord(restore), this.interrupted)) return;
+    await this.forgetRestore();
+  }
+
+  /** Forgets an interrupted restore without running it, leaving the data as it is; returns what it was. */
+  async clearRestoreLocked(): Promise<InterruptedRestore | undefined> {
+    const record = this.interrupted;
+    if (!record) return undefined;
+    await this.forgetRestore();
+    return interruptedRestore(record);
+  }
+
+  private async forgetRestore(): Promise<void> {
+    await fs.rm(path.join(this.dir, RESTORE_FILE), { force: true });
+    await fsyncDir(this.dir);
+    this.interrupted = undefined;
   }
 
   // ---- checkpoints -----------------------------------------------------------------------
@@ -792,6 +964,104 @@ async function readCheckpoint(dir: string): Promise<{ state: CheckpointState; bi
   const state = JSON.parse(bytes.toString('utf8', 8, 8 + length)) as CheckpointState;
   if (state.version !== 1) throw new TidemarkError('INTERNAL', `checkpoint of ${dir} has unknown version ${String(state.version)}`);
   return { state, bitmaps: bytes.subarray(8 + length) };
+}
+
+/**
+ * Sets the image's size, turning a size the filesystem cannot hold in one file (EFBIG, or
+ * EINVAL from some filesystems) into an error that names the largest size it can. `from`
+ * is the image's size now, which is known to fit and is kept on failure.
+ */
+async function growImage(image: fs.FileHandle, size: number, blockSize: number, dir: string, from = 0): Promise<void> {
+  try {
+    await image.truncate(size);
+    return;
+  } catch (err) {
+    const errno = (err as NodeJS.ErrnoException).code;
+    if (errno !== 'EFBIG' && errno !== 'EINVAL') throw err;
+  }
+  // The limit depends on the filesystem and its block size; probing with sparse truncates
+  // (some forty of them, never below `from`, so no data goes) finds it exactly.
+  let fits = from;
+  let refused = size;
+  while (refused - fits > blockSize) {
+    const middle = Math.floor((fits + refused) / 2 / blockSize) * blockSize;
+    if (middle <= fits) break;
+    if (await image.truncate(middle).then(() => true, () => false)) fits = middle;
+    else refused = middle;
+  }
+  await image.truncate(from).catch(() => undefined);
+  const stats = await fs.statfs(dir).catch(() => undefined);
+  const filesystem = stats ? (FILESYSTEMS[stats.type] ?? `type 0x${stats.type.toString(16)}`) : 'unknown type';
+  throw outOfRange(`volume size ${formatSize(size)} (${size} bytes) is more than the store's filesystem (${filesystem}) allows for one file: at most ${formatSize(fits)} (${fits} bytes)`, {
+    size,
+    limit: fits,
+  });
+}
+
+/** statfs magic numbers of filesystems a store is likely to sit on, for messages. */
+const FILESYSTEMS: Record<number, string> = {
+  0xef53: 'ext4',
+  0x58465342: 'xfs',
+  0x9123683e: 'btrfs',
+  0x01021994: 'tmpfs',
+  0x2fc12fc1: 'zfs',
+  0x6969: 'nfs',
+  0x65735546: 'fuse',
+};
+
+function restoreRecord(restore: InterruptedRestore): RestoreRecord {
+  return {
+    source: restore.source,
+    pointSequence: restore.pointSequence,
+    ...(restore.ranges ? { ranges: restore.ranges.map(({ offset, length }) => ({ offset, length })) } : {}),
+    startedAt: restore.startedAt.getTime(),
+  };
+}
+
+function interruptedRestore(record: RestoreRecord): InterruptedRestore {
+  return {
+    source: record.source,
+    pointSequence: record.pointSequence,
+    ...(record.ranges ? { ranges: record.ranges.map(({ offset, length }) => ({ offset, length })) } : {}),
+    startedAt: new Date(record.startedAt),
+  };
+}
+
+/**
+ * Whether a restore, run to completion, leaves no trace of `older` cut short: one of the
+ * whole volume brings every byte to its point; otherwise only the same restore again does.
+ */
+function covers(newer: RestoreRecord, older: RestoreRecord): boolean {
+  if (!newer.ranges) return true;
+  return newer.pointSequence === older.pointSequence && JSON.stringify(newer.ranges) === JSON.stringify(older.ranges ?? null);
+}
+
+/** The record an in-place restore left behind, if one was cut short. */
+async function readRestoreRecord(dir: string, logger: Logger, volume: string): Promise<RestoreRecord | undefined> {
+  let text: string;
+  try {
+    text = await fs.readFile(path.join(dir, RESTORE_FILE), 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw classifyError(err, `reading the restore record of volume "${volume}"`);
+  }
+  let record: RestoreRecord;
+  try {
+    const parsed = JSON.parse(text) as Partial<RestoreRecord>;
+    if (typeof parsed.source !== 'string' || typeof parsed.pointSequence !== 'number' || typeof parsed.startedAt !== 'number') throw new Error('fields missing');
+    record = { source: parsed.source, pointSequence: parsed.pointSequence, startedAt: parsed.startedAt, ...(Array.isArray(parsed.ranges) ? { ranges: parsed.ranges } : {}) };
+  } catch {
+    // The file is replaced atomically, so this is damage, not a torn write; the restore was
+    // still cut short, and saying so matters more than what it was.
+    record = { source: 'an unknown point (its record is damaged)', pointSequence: 0, startedAt: 0 };
+  }
+  logger.warn('an in-place restore was interrupted: the volume holds a mix of its old data and the point\'s until the restore is run again or cleared', {
+    volume,
+    source: record.source,
+    pointSequence: record.pointSequence,
+    ranges: record.ranges?.length,
+  });
+  return record;
 }
 
 /** Keeps the newest data-changing record, which a snapshot records as the start of what it holds. */

@@ -3,7 +3,7 @@ import { existsSync, openSync, closeSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { TidemarkError, classifyError } from '../util/errors.js';
-import { writeFileAtomic } from '../util/files.js';
+import { PRIVATE_FILE_MODE, makePrivateDir, writeFileAtomic } from '../util/files.js';
 import type { Logger } from '../util/log.js';
 import { runTool } from './exec.js';
 import { isMountPoint } from './mounts.js';
@@ -137,7 +137,7 @@ export class Attacher {
       this.options.logger.warn('replacing a volume attachment', { volume, device: existing.device, reason: problem ?? 'read-only mode differs' });
       await this.detach(volume);
     }
-    await fs.mkdir(this.recordDir, { recursive: true });
+    await makePrivateDir(this.recordDir);
     const mode = await this.mode();
     const attachment = mode === 'kernel' ? await this.attachKernel(volume, size, readOnly) : await this.attachFuse(volume, size, readOnly);
     try {
@@ -181,11 +181,11 @@ export class Attacher {
 
   private async attachFuse(volume: string, size: number, readOnly: boolean): Promise<Attachment> {
     const fuseDir = path.join(this.fuseRoot, encodeURIComponent(volume));
-    await fs.mkdir(fuseDir, { recursive: true });
+    await makePrivateDir(fuseDir);
     // A FUSE mount left by a crashed nbdfuse answers ENOTCONN; clear it before mounting over.
     await runTool('fusermount3', ['-u', '-z', fuseDir], { okCodes: [0, 1] }).catch(() => undefined);
     const logFile = `${fuseDir}.log`;
-    const log = openSync(logFile, 'w');
+    const log = openSync(logFile, 'w', PRIVATE_FILE_MODE);
     const args = [...(readOnly ? ['--readonly'] : []), fuseDir, unixUri(volume, this.options.nbdSocket)];
     // Detached, so that it is not killed with the CSI call; the record keeps its pid.
     const child = spawn('nbdfuse', args, { detached: true, stdio: ['ignore', 'ignore', log] });

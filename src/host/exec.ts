@@ -34,8 +34,10 @@ const PACKAGES: Record<string, string> = {
 
 /**
  * Runs one host tool with arguments (never through a shell) and collects its output. A
- * missing tool or a failure becomes a TidemarkError whose message names the command and
- * carries the tool's own words, which is what an operator needs to act.
+ * missing tool or a failure becomes a TidemarkError whose message names the tool and carries
+ * its own words, which is what an operator needs to act. The arguments stay out of it: they
+ * can hold secrets (CSI mount flags may carry credentials), and the message travels to the
+ * CO and into error-level logs.
  */
 export function runTool(tool: string, args: string[], options: ToolOptions = {}): Promise<ToolResult> {
   const okCodes = options.okCodes ?? [0];
@@ -63,7 +65,7 @@ export function runTool(tool: string, args: string[], options: ToolOptions = {})
       }
       const why = signal ? `was killed by ${signal}` : `exited with ${exit}`;
       const said = (stderr.trim() || stdout.trim()).split('\n').slice(-3).join('; ');
-      reject(new TidemarkError('INTERNAL', `${tool} ${args.join(' ')} ${why}${said ? `: ${said}` : ''}`, { tool, exit }));
+      reject(new TidemarkError('INTERNAL', `${tool} ${why}${said ? `: ${said}` : ''}`, { tool, exit }));
     });
   });
 }

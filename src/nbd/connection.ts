@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import type { Logger } from '../util/log.js';
 import type { NbdBackend } from './backend.js';
+import type { PayloadAccount } from './budget.js';
 import type { BufferPool } from './buffer-pool.js';
 import { ByteQueue } from './byte-queue.js';
 import { isClientError, nbdErrno } from './errno.js';
@@ -18,6 +19,11 @@ export interface ConnectionLimits {
   maxInflightBytes: number;
   /** Reply bytes queued on the socket before the server stops reading. */
   maxQueuedReplyBytes: number;
+  /**
+   * A client whose replies wait this long with none of them taken by the socket is not
+   * reading them, and is disconnected: it would otherwise hold their memory forever.
+   */
+  replyTimeoutMs: number;
   /** A client must finish the handshake within this time. */
   handshakeTimeoutMs: number;
   /** Options one connection may send before it is treated as abusive and dropped. */
@@ -71,6 +77,9 @@ export class NbdConnection implements NegotiationHost {
   private corked = false;
   private lastErrorLog = 0;
   private suppressedErrors = 0;
+  /** Socket writes completed: how the reply watchdog sees a client reading. */
+  private writesDone = 0;
+  private replyWatch: { timer: NodeJS.Timeout; writesDone: number } | undefined;
   private readonly handshakeTimer: NodeJS.Timeout;
   private resolveClosed!: () => void;
   /** Settles once the socket is closed, every request has finished and the volume is released. */
@@ -83,6 +92,7 @@ export class NbdConnection implements NegotiationHost {
     private readonly logger: Logger,
     private readonly limits: ConnectionLimits,
     private readonly pool: BufferPool,
+    private readonly payload: PayloadAccount,
   ) {
     this.holder = `nbd:${id}`;
     this.negotiation = new Negotiation(backend, logger, limits.maxRequestBytes, this);
@@ -104,6 +114,16 @@ export class NbdConnection implements NegotiationHost {
   /** The volume this connection is attached to, once in the transmission phase. */
   get volume(): string | undefined {
     return this.attached?.volume;
+  }
+
+  /** True while the server does not read this client's requests (its limits or the budget). */
+  get paused(): boolean {
+    return this.stalled;
+  }
+
+  /** Requests handed to the engine and not finished. */
+  get running(): number {
+    return this.inflight;
   }
 
   /**
@@ -131,7 +151,7 @@ export class NbdConnection implements NegotiationHost {
 
   attach(volume: string, size: number, flags: number): boolean {
     try {
-      this.backend.hold(volume, this.holder);
+      this.backend.hold(volume, this.holder, () => this.revoke());
     } catch {
       return false;
     }
@@ -167,6 +187,18 @@ export class NbdConnection implements NegotiationHost {
 
   drop(reason: string): void {
     this.logger.warn('nbd protocol violation; dropping connection', { connection: this.id, volume: this.attached?.volume, phase: this.phase, reason });
+    this.phase = 'closing';
+    this.discardInput();
+    this.socket.destroy();
+  }
+
+  /**
+   * The volume was deleted by force. The connection ends at once, unanswered: a request read
+   * after this would go by name to whatever volume takes the name next.
+   */
+  private revoke(): void {
+    if (this.phase === 'closed') return;
+    this.logger.warn('nbd connection cut: its volume was deleted', { connection: this.id, volume: this.attached?.volume });
     this.phase = 'closing';
     this.discardInput();
     this.socket.destroy();
@@ -223,6 +255,7 @@ export class NbdConnection implements NegotiationHost {
   private discardInput(): void {
     this.queue.clear();
     this.pendingOption = undefined;
+    if (this.pendingWrite) this.payload.give(this.pendingWrite.length);
     this.pendingWrite = undefined;
     this.skipRemaining = 0;
     this.afterSkip = undefined;
@@ -294,12 +327,17 @@ export class NbdConnection implements NegotiationHost {
         this.skip(header.length, () => this.fail(header, P.NBD_EINVAL, `write of ${header.length} bytes exceeds the maximum of ${this.limits.maxRequestBytes}`));
         return true;
       }
+      // Charged before its payload arrives: once admitted, a write can always be received in
+      // full, whatever other connections take meanwhile, so none waits on another.
+      this.payload.take(header.length);
       this.pendingWrite = header;
     }
     if (this.queue.length < this.pendingWrite.length) return false;
     const header = this.pendingWrite;
     this.pendingWrite = undefined;
     this.dispatch(header, this.queue.take(header.length));
+    // A running write has its own charge from track(); a refused one needs none.
+    this.payload.give(header.length);
     return this.phase === 'transmission';
   }
 
@@ -309,18 +347,27 @@ export class NbdConnection implements NegotiationHost {
     return (
       this.inflight >= this.limits.maxInflightRequests ||
       this.inflightBytes >= this.limits.maxInflightBytes ||
-      this.socket.writableLength >= this.limits.maxQueuedReplyBytes
+      this.socket.writableLength >= this.limits.maxQueuedReplyBytes ||
+      this.payload.exhausted
     );
   }
 
   private stall(): void {
+    // Room in the budget comes back from other connections, which only the budget sees.
+    if (this.payload.exhausted) this.payload.wait(this.resume);
     if (this.stalled) return;
     this.stalled = true;
     this.socket.pause();
   }
 
+  private readonly resume = (): void => this.unstall();
+
   private unstall(): void {
-    if (!this.stalled || this.overloaded() || this.phase !== 'transmission') return;
+    if (!this.stalled || this.phase !== 'transmission') return;
+    if (this.overloaded()) {
+      if (this.payload.exhausted) this.payload.wait(this.resume);
+      return;
+    }
     this.stalled = false;
     this.socket.resume();
     this.process();
@@ -329,28 +376,74 @@ export class NbdConnection implements NegotiationHost {
   // ---- output ----------------------------------------------------------------------------
 
   /**
-   * Queues a frame and an optional payload. `onSent` runs once the payload has been handed
-   * to the kernel (so its buffer may be reused), and not at all if the connection is gone.
+   * Queues a frame and an optional payload. `done` runs once the payload is off our hands:
+   * with true when the socket has handed it to the kernel (so its buffer may be reused), with
+   * false when the connection ended first.
    */
-  private sendWith(frame: Buffer, payload?: Buffer, onSent?: () => void): void {
+  private sendWith(frame: Buffer, payload?: Buffer, done?: (sent: boolean) => void): void {
     const socket = this.socket;
-    if (socket.destroyed || socket.writableEnded) return;
+    if (socket.destroyed || socket.writableEnded) {
+      done?.(false);
+      return;
+    }
     if (!this.corked) {
       this.corked = true;
       socket.cork();
       process.nextTick(this.uncork);
     }
-    socket.write(frame);
+    socket.write(frame, this.wrote);
     if (payload !== undefined && payload.length > 0) {
-      if (onSent) socket.write(payload, (err) => err || onSent());
-      else socket.write(payload);
+      socket.write(
+        payload,
+        done
+          ? (err) => {
+              this.wrote();
+              done(!err);
+            }
+          : this.wrote,
+      );
+    } else {
+      done?.(true);
     }
   }
+
+  private readonly wrote = (): void => {
+    this.writesDone++;
+  };
 
   private readonly uncork = (): void => {
     this.corked = false;
     this.socket.uncork();
+    if (this.socket.writableLength > 0) this.watchReplies();
   };
+
+  /**
+   * Runs the reply watchdog while replies are queued: when a whole timeout passes with
+   * replies waiting and not one socket write completed, the client is not reading them, and
+   * the memory they hold is only given back by disconnecting it.
+   */
+  private watchReplies(): void {
+    if (this.replyWatch || this.phase === 'closed') return;
+    const timer = setTimeout(() => this.checkReplies(), this.limits.replyTimeoutMs);
+    timer.unref();
+    this.replyWatch = { timer, writesDone: this.writesDone };
+  }
+
+  private checkReplies(): void {
+    const watch = this.replyWatch;
+    this.replyWatch = undefined;
+    if (!watch || this.phase === 'closed' || this.socket.writableLength === 0) return;
+    if (this.writesDone !== watch.writesDone) return this.watchReplies();
+    this.logger.warn('nbd client does not read its replies; disconnecting', {
+      connection: this.id,
+      volume: this.attached?.volume,
+      queuedBytes: this.socket.writableLength,
+      timeoutMs: this.limits.replyTimeoutMs,
+    });
+    this.phase = 'closing';
+    this.discardInput();
+    this.socket.destroy();
+  }
 
   private ok(h: RequestHeader): void {
     if (this.structured && h.type === P.Command.Read) {
@@ -431,6 +524,7 @@ export class NbdConnection implements NegotiationHost {
   private track(h: RequestHeader, bytes: number, work: Promise<void>): void {
     this.inflight++;
     this.inflightBytes += bytes;
+    this.payload.take(bytes);
     work.then(
       () => this.settle(bytes),
       (err: unknown) => {
@@ -443,6 +537,7 @@ export class NbdConnection implements NegotiationHost {
   private settle(bytes: number): void {
     this.inflight--;
     this.inflightBytes -= bytes;
+    this.payload.give(bytes);
     if (this.inflight === 0 && this.idleWaiters.length > 0) {
       const waiters = this.idleWaiters;
       this.idleWaiters = [];
@@ -459,7 +554,7 @@ export class NbdConnection implements NegotiationHost {
   private async read(h: RequestHeader): Promise<void> {
     const volume = this.attached!.volume;
     let data: Buffer;
-    let onSent: (() => void) | undefined;
+    let pooled = false;
     if (this.backend.readInto) {
       const buffer = this.pool.acquire(h.length);
       try {
@@ -469,17 +564,24 @@ export class NbdConnection implements NegotiationHost {
         throw err;
       }
       data = buffer;
-      onSent = () => this.pool.release(buffer);
+      pooled = true;
     } else {
       data = await this.backend.read(volume, h.offset, h.length);
     }
+    // The reply keeps its memory until the socket takes it, which outlasts the request (for
+    // ever, with a client that does not read): it stays charged until then.
+    this.payload.take(data.length);
+    const done = (sent: boolean) => {
+      this.payload.give(data.length);
+      if (sent && pooled) this.pool.release(data);
+    };
     if (this.structured) {
       const head = structuredHeader(P.REPLY_FLAG_DONE, P.REPLY_TYPE_OFFSET_DATA, h.handleHi, h.handleLo, 8 + data.length, 8);
       head.writeUInt32BE(Math.floor(h.offset / 0x1_0000_0000), P.STRUCTURED_HEADER_BYTES);
       head.writeUInt32BE(h.offset >>> 0, P.STRUCTURED_HEADER_BYTES + 4);
-      this.sendWith(head, data, onSent);
+      this.sendWith(head, data, done);
     } else {
-      this.sendWith(simpleReplyHeader(0, h.handleHi, h.handleLo), data, onSent);
+      this.sendWith(simpleReplyHeader(0, h.handleHi, h.handleLo), data, done);
     }
   }
 
@@ -560,6 +662,9 @@ export class NbdConnection implements NegotiationHost {
   private onClose(): void {
     this.phase = 'closed';
     clearTimeout(this.handshakeTimer);
+    if (this.replyWatch) clearTimeout(this.replyWatch.timer);
+    this.replyWatch = undefined;
+    this.payload.cancel(this.resume);
     this.discardInput();
     // Requests already handed to the engine run to completion; the volume stays held until
     // they have, so an in-place restore cannot start beneath them.
@@ -568,6 +673,8 @@ export class NbdConnection implements NegotiationHost {
         this.backend.release(this.attached.volume, this.holder);
         this.logger.info('nbd client detached', { connection: this.id, volume: this.attached.volume });
       }
+      // Replies the socket dropped when it closed may not all have reported back.
+      this.payload.close();
       this.resolveClosed();
     });
   }

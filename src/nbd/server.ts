@@ -3,7 +3,9 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import type { NbdBackend } from './backend.js';
 import { TidemarkError, classifyError, failedPrecondition } from '../util/errors.js';
+import { PRIVATE_FILE_MODE, makePrivateDir, withPrivateUmask } from '../util/files.js';
 import type { Logger } from '../util/log.js';
+import { PayloadBudget } from './budget.js';
 import { BufferPool } from './buffer-pool.js';
 import { NbdConnection, type ConnectionLimits } from './connection.js';
 import { MAX_REQUEST_BYTES } from './protocol.js';
@@ -17,12 +19,32 @@ export interface NbdServerOptions {
   maxInflightBytes?: number;
   /** Reply bytes queued on one socket before reading from it pauses (64 MiB). */
   maxQueuedReplyBytes?: number;
+  /**
+   * Payload bytes all connections together may hold (write payloads, read replies not yet
+   * sent) before every connection stops reading requests (256 MiB). Exceeded by at most one
+   * request.
+   */
+  maxBufferedBytes?: number;
+  /** A client whose replies wait this long with none of them leaving is disconnected (30 s). */
+  replyTimeoutMs?: number;
   /** A client that has not finished the handshake by then is dropped (30 s). */
   handshakeTimeoutMs?: number;
   /** Connections served at once; more are refused (1024). */
   maxConnections?: number;
   /** How long `close` waits for running requests before cutting connections (10 s). */
   closeGraceMs?: number;
+}
+
+/** What the server holds now, for status output and tests. */
+export interface NbdLoad {
+  /** Payload bytes charged to the server-wide budget. */
+  bufferedBytes: number;
+  budgetBytes: number;
+  connections: number;
+  /** Connections whose requests are not being read (their own limits, or the budget). */
+  pausedConnections: number;
+  /** Requests handed to the engine and not finished. */
+  runningRequests: number;
 }
 
 /** A connected client, for status output. */
@@ -48,6 +70,7 @@ export class NbdServer {
   private readonly logger: Logger;
   /** Read reply buffers shared by all connections, when the backend can read into them. */
   private readonly pool = new BufferPool(64 * 1024 * 1024);
+  private readonly budget: PayloadBudget;
   private nextId = 1;
   private closing = false;
   private closed: Promise<void> | undefined;
@@ -67,9 +90,13 @@ export class NbdServer {
       maxInflightRequests: options.maxInflightRequests ?? 256,
       maxInflightBytes: options.maxInflightBytes ?? 128 * 1024 * 1024,
       maxQueuedReplyBytes: options.maxQueuedReplyBytes ?? 64 * 1024 * 1024,
+      replyTimeoutMs: options.replyTimeoutMs ?? 30_000,
       handshakeTimeoutMs: options.handshakeTimeoutMs ?? 30_000,
       maxOptions: 4096,
     };
+    const budget = options.maxBufferedBytes ?? 256 * 1024 * 1024;
+    if (!Number.isSafeInteger(budget) || budget <= 0) throw new TidemarkError('INVALID_ARGUMENT', `NBD buffer budget ${budget} must be a positive number of bytes`);
+    this.budget = new PayloadBudget(budget);
     this.maxConnections = options.maxConnections ?? 1024;
     this.closeGraceMs = options.closeGraceMs ?? 10_000;
   }
@@ -80,11 +107,12 @@ export class NbdServer {
    */
   async listenUnix(socketPath: string): Promise<void> {
     const resolved = path.resolve(socketPath);
-    await fs.mkdir(path.dirname(resolved), { recursive: true });
+    await makePrivateDir(path.dirname(resolved));
     await removeStaleSocket(resolved);
     const server = this.createServer();
-    await listen(server, () => server.listen(resolved));
-    await fs.chmod(resolved, 0o600).catch(() => undefined);
+    // Every client reads and writes any volume by name: no moment open to other users.
+    await withPrivateUmask(() => listen(server, () => server.listen(resolved)));
+    await fs.chmod(resolved, PRIVATE_FILE_MODE).catch(() => undefined);
     this.listeners.push({ server, unixPath: resolved });
     this.logger.info('nbd server listening', { socket: resolved });
   }
@@ -102,6 +130,16 @@ export class NbdServer {
   /** True while at least one listener accepts and close has not begun. */
   get listening(): boolean {
     return !this.closing && this.listeners.length > 0;
+  }
+
+  load(): NbdLoad {
+    let paused = 0;
+    let running = 0;
+    for (const c of this.connections) {
+      if (c.paused) paused++;
+      running += c.running;
+    }
+    return { bufferedBytes: this.budget.bytes, budgetBytes: this.budget.limit, connections: this.connections.size, pausedConnections: paused, runningRequests: running };
   }
 
   /** Clients connected now. */
@@ -143,7 +181,7 @@ export class NbdServer {
       return;
     }
     if (socket.remoteAddress !== undefined) socket.setKeepAlive(true, 60_000);
-    const connection = new NbdConnection(this.nextId++, socket, this.engine, this.logger, this.limits, this.pool);
+    const connection = new NbdConnection(this.nextId++, socket, this.engine, this.logger, this.limits, this.pool, this.budget.account());
     this.connections.add(connection);
     this.logger.debug('nbd connection opened', { connection: connection.id, remote: socket.remoteAddress ?? 'unix' });
     void connection.closed.then(() => this.connections.delete(connection));

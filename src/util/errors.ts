@@ -42,7 +42,10 @@ export function isTidemarkError(err: unknown): err is TidemarkError {
 
 /**
  * Turns an operating-system error into a TidemarkError with a message a user can act on;
- * anything already classified passes through unchanged.
+ * anything already classified passes through unchanged. A missing file (ENOENT) is INTERNAL,
+ * not NOT_FOUND: the files met here are the store's own, and callers take NOT_FOUND to mean
+ * that the object asked for does not exist (CSI, for one, then treats it as deleted). Where
+ * a missing file is the user's (a path given on the command line), the caller says so itself.
  */
 export function classifyError(err: unknown, what: string): TidemarkError {
   if (err instanceof TidemarkError) return err;
@@ -52,8 +55,6 @@ export function classifyError(err: unknown, what: string): TidemarkError {
     case 'ENOSPC':
     case 'EDQUOT':
       return new TidemarkError('RESOURCE_EXHAUSTED', `${what}: disk full (${text})`, { errno });
-    case 'ENOENT':
-      return new TidemarkError('NOT_FOUND', `${what}: ${text}`, { errno });
     case 'EACCES':
     case 'EPERM':
     case 'EROFS':

@@ -4,6 +4,58 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { classifyError } from './errors.js';
 
+/**
+ * Modes of everything the daemon creates in its store (and of its sockets): the daemon's user
+ * only. Volume data, journals and the sockets that read and rewrite whole volumes must not be
+ * open to other local users, so modes are given at creation rather than left to the umask.
+ */
+export const PRIVATE_DIR_MODE = 0o700;
+export const PRIVATE_FILE_MODE = 0o600;
+
+/** Creates a directory, and any missing parents, for the daemon's user only. */
+export async function makePrivateDir(dir: string): Promise<void> {
+  await fs.mkdir(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
+}
+
+let privateDepth = 0;
+let savedUmask = 0;
+
+/**
+ * Runs `fn` with the umask closed to group and others, for what cannot be given a mode when
+ * it is made: a unix socket gets its mode from the umask at bind(2), and a chmod afterwards
+ * leaves a moment in which anyone could connect. Nested and overlapping calls share one
+ * saved umask, which the last of them restores.
+ */
+export async function withPrivateUmask<T>(fn: () => T | Promise<T>): Promise<T> {
+  if (privateDepth++ === 0) savedUmask = process.umask(0o077);
+  try {
+    return await fn();
+  } finally {
+    if (--privateDepth === 0) process.umask(savedUmask);
+  }
+}
+
+/**
+ * Paths under `root` (itself included) that group or others may use, for a warning at start:
+ * a store made by an older version or by hand may still hold world-readable volume data.
+ * Symbolic links are not followed, and `skip` (mount points, such as FUSE mounts whose
+ * server may hang a stat) is not entered or looked at.
+ */
+export async function loosePermissions(root: string, skip: ReadonlySet<string> = new Set()): Promise<string[]> {
+  const found: string[] = [];
+  const visit = async (file: string): Promise<void> => {
+    if (skip.has(file)) return;
+    const stat = await fs.lstat(file).catch(() => undefined);
+    if (!stat || stat.isSymbolicLink()) return;
+    if ((stat.mode & 0o077) !== 0) found.push(file);
+    if (!stat.isDirectory()) return;
+    const names = await fs.readdir(file).catch(() => [] as string[]);
+    await Promise.all(names.map((name) => visit(path.join(file, name))));
+  };
+  await visit(path.resolve(root));
+  return found;
+}
+
 /** Makes a directory entry (a create, rename or unlink inside it) durable. */
 export async function fsyncDir(dir: string): Promise<void> {
   const handle = await fs.open(dir, 'r');
@@ -17,7 +69,7 @@ export async function fsyncDir(dir: string): Promise<void> {
 /** Replaces `file` with `data` so that a crash leaves either the old or the new content, never a mix. */
 export async function writeFileAtomic(file: string, data: string | Uint8Array): Promise<void> {
   const tmp = `${file}.tmp-${process.pid}`;
-  const handle = await fs.open(tmp, 'w', 0o600);
+  const handle = await fs.open(tmp, 'w', PRIVATE_FILE_MODE);
   try {
     await handle.writeFile(data);
     await handle.sync();
@@ -55,6 +107,9 @@ export async function cloneFile(src: string, dst: string): Promise<CloneMethod> 
   }
   const handle = await fs.open(dst, 'r+');
   try {
+    // Both ways of copying take the source's mode, which in a store from an older version
+    // may be open to everyone.
+    await handle.chmod(PRIVATE_FILE_MODE);
     await handle.sync();
   } finally {
     await handle.close();

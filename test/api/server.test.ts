@@ -75,6 +75,10 @@ describe('admin API: volumes', () => {
     // The client refuses numbers protobufjs would silently mangle, before sending anything.
     expect((await rejection(h.client.createVolume('neg', { size: -1 }))).message).toMatch(/size must be a whole number/);
     expect((await rejection(h.client.createVolume('frac', { size: 1.5 }))).code).toBe('INVALID_ARGUMENT');
+    // On the wire 0 stands for the default; a 0 asked for must not turn into one.
+    expect((await rejection(h.client.createVolume('zero-bs', { size: MiB, blockSize: 0 }))).message).toMatch(/block size must be above 0/);
+    expect((await rejection(h.client.createVolume('zero-gr', { size: MiB, granularity: 0 }))).message).toMatch(/granularity must be above 0/);
+    expect(h.engine.has('zero-bs') || h.engine.has('zero-gr')).toBe(false);
     await h.client.deleteVolume('dup');
   });
 });

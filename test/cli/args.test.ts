@@ -1,4 +1,4 @@
-import { formatDuration, parseDuration, parseRange } from '../../src/cli/args.js';
+import { BLOCK_SIZE, LENGTH, OFFSET, VOLUME_SIZE, formatDuration, granularityRange, parseDuration, parseRange, parseSequence, parseSizeOption } from '../../src/cli/args.js';
 import { EXIT, exitCodeFor } from '../../src/cli/exit-codes.js';
 import { table } from '../../src/cli/output.js';
 import type { ErrorCode } from '../../src/util/errors.js';
@@ -31,6 +31,23 @@ describe('command-line parsing', () => {
     for (const bad of ['4096', ':4096', '0:', '0:0', '1:2:3', 'a:b']) {
       expect(() => parseRange(bad)).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
     }
+  });
+
+  it('refuses zero and negative numbers with the accepted range rather than reading them as the default', () => {
+    const refused = (fn: () => unknown, range: RegExp) => expect(fn).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(range) }));
+    for (const text of ['0', '-4096', '-0', '768', '128Ki']) refused(() => parseSizeOption(text, 'block size', BLOCK_SIZE), /is out of range: a power of two from 512 to 64Ki$/);
+    for (const text of ['0', '-64Ki', '2Ki', '128Mi', '96Ki']) refused(() => parseSizeOption(text, 'granularity', granularityRange()), /from the block size \(4096\) to 64Mi$/);
+    refused(() => parseSizeOption('8Ki', 'granularity', granularityRange(16384)), /from the block size \(16384\)/);
+    refused(() => parseSizeOption('0', 'size', VOLUME_SIZE), /above 0/);
+    refused(() => parseSizeOption('0', 'length', LENGTH), /at least 1 byte/);
+    refused(() => parseSizeOption('-1', 'offset', OFFSET), /0 or more/);
+    refused(() => parseDuration('-5m'), /at least one second/);
+    refused(() => parseSequence('-1'), /0 or more/);
+    // Text that is no number at all is still called malformed.
+    refused(() => parseSizeOption('lots', 'block size', BLOCK_SIZE), /malformed block size "lots"/);
+    expect([parseSizeOption('512', 'block size', BLOCK_SIZE), parseSizeOption('64Ki', 'block size', BLOCK_SIZE), parseSizeOption('0', 'offset', OFFSET)]).toEqual([512, 65536, 0]);
+    expect([parseSizeOption('4Ki', 'granularity', granularityRange()), parseSizeOption('64Mi', 'granularity', granularityRange())]).toEqual([4096, 64 * 1024 * 1024]);
+    expect(parseSequence('0')).toBe(0);
   });
 
   it('maps every error class to its documented exit code', () => {

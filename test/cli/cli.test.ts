@@ -218,6 +218,7 @@ describe('tidemark: errors and exit codes', () => {
       [['restore', 'errs', '--marker', 'nope'], 3, /marker "nope" does not exist on volume "errs"/],
       [['marker', 'list', 'nope'], 3, /volume "nope"/],
       [['marker', 'create', 'm', '--volume', 'errs', '--volume', 'nope'], 3, /volume "nope"/],
+      [['volume', 'write', 'errs', '--file', path.join(dir, 'no-such-file')], 3, /^tidemark: \S+no-such-file does not exist\n$/],
     ]);
   });
 
@@ -238,7 +239,7 @@ describe('tidemark: errors and exit codes', () => {
   it('exits 2 for malformed sizes, durations, ranges and times', async () => {
     await allFail([
       [['volume', 'create', 'x', '--size', '12Q'], 2, /malformed size "12Q"/],
-      [['volume', 'create', 'x', '--size', '-5'], 2, /malformed size "-5"/],
+      [['volume', 'create', 'x', '--size', '-5'], 2, /size "-5" is out of range: above 0/],
       [['volume', 'create', 'x', '--size', '1Mi', '--retention-age', '5y'], 2, /malformed retention age "5y"/],
       [['volume', 'create', 'x', '--size', '1Mi', '--retention-size', 'lots'], 2, /malformed retention size "lots"/],
       [['volume', 'read', 'errs', '--offset', '1.5'], 2, /malformed offset "1.5"/],
@@ -250,6 +251,26 @@ describe('tidemark: errors and exit codes', () => {
     ]);
     // Bad input is refused before any daemon is asked: this fails the same way with none running.
     failed(await tidemark(['--store', path.join(dir, 'no-daemon'), 'volume', 'create', 'x', '--size', '12Q']), 2, /malformed size/);
+  });
+
+  it('exits 2 for zero and negative numbers, naming the range, instead of taking them as the default', async () => {
+    await allFail([
+      [['volume', 'create', 'z1', '--size', '1Mi', '--block-size', '0'], 2, /block size "0" is out of range: a power of two from 512 to 64Ki/],
+      [['volume', 'create', 'z2', '--size', '1Mi', '--granularity', '0'], 2, /granularity "0" is out of range: a power of two from the block size \(4096\) to 64Mi/],
+      [['volume', 'create', 'z3', '--size', '1Mi', '--block-size', '-4096'], 2, /block size "-4096" is out of range: a power of two from 512 to 64Ki/],
+      [['volume', 'create', 'z4', '--size', '1Mi', '--block-size', '1Ki', '--granularity', '512'], 2, /granularity "512" is out of range: a power of two from the block size \(1024\)/],
+      [['volume', 'create', 'z5', '--size', '0'], 2, /size "0" is out of range: above 0/],
+      [['volume', 'create', 'z6', '--size', '1Mi', '--retention-size', '0'], 2, /retention size "0" is out of range: above 0/],
+      [['volume', 'create', 'z7', '--size', '1Mi', '--retention-age', '0'], 2, /retention age "0" is out of range: at least one second/],
+      [['volume', 'create', 'z8', '--size', '1Mi', '--retention-age', '-5m'], 2, /retention age "-5m" is out of range: at least one second/],
+      [['volume', 'set-retention', 'errs', '--retention-size', '0'], 2, /retention size "0" is out of range/],
+      [['volume', 'read', 'errs', '--length', '0'], 2, /length "0" is out of range: at least 1 byte/],
+      [['volume', 'read', 'errs', '--offset', '-4096'], 2, /offset "-4096" is out of range: 0 or more/],
+      [['restore', 'errs', '--sequence', '-1'], 2, /sequence "-1" is out of range/],
+      [['serve', '--nbd-tcp', '-1'], 2, /port from 0 to 65535/],
+      [['serve', '--segment-size', '0'], 2, /segment size "0" is out of range: at least 4Ki/],
+    ]);
+    expect(json<{ name: string }[]>(ok(await tm(['--json', 'volume', 'list']))).map((v) => v.name).filter((n) => n.startsWith('z'))).toEqual([]);
   });
 
   it('exits 2 for usage errors', async () => {

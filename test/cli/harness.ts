@@ -58,9 +58,16 @@ export class DaemonProcess {
     this.exit = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
   }
 
-  /** Starts the daemon and waits for its ready line. */
-  static async start(store: string, extraArgs: string[] = []): Promise<DaemonProcess> {
-    const child = spawn(BIN, ['serve', '--store', store, ...extraArgs], { env: cleanEnv(), stdio: ['ignore', 'ignore', 'pipe'] });
+  /**
+   * Starts the daemon and waits for its ready line. `umask` starts it under that umask, set by
+   * a shell in the child, so the test process's own umask is never touched.
+   */
+  static async start(store: string, extraArgs: string[] = [], options: { umask?: string } = {}): Promise<DaemonProcess> {
+    const args = ['serve', '--store', store, ...extraArgs];
+    const child =
+      options.umask === undefined
+        ? spawn(BIN, args, { env: cleanEnv(), stdio: ['ignore', 'ignore', 'pipe'] })
+        : spawn('sh', ['-c', `umask ${options.umask} && exec "$0" "$@"`, BIN, ...args], { env: cleanEnv(), stdio: ['ignore', 'ignore', 'pipe'] });
     const daemon = new DaemonProcess(child);
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`daemon not ready after 30 s:\n${daemon.stderrText}`)), 30_000);

@@ -105,3 +105,75 @@ describe('tidemark serve', () => {
     await expect(fs.stat(other)).rejects.toThrow(/ENOENT/);
   });
 });
+
+describe('tidemark serve: store permissions', () => {
+  interface Entry {
+    path: string;
+    kind: 'dir' | 'file' | 'socket';
+    mode: number;
+  }
+
+  async function entries(root: string): Promise<Entry[]> {
+    const out: Entry[] = [];
+    const visit = async (file: string): Promise<void> => {
+      const stat = await fs.lstat(file);
+      const kind = stat.isDirectory() ? 'dir' : stat.isSocket() ? 'socket' : 'file';
+      out.push({ path: path.relative(root, file) || '.', kind, mode: stat.mode & 0o777 });
+      if (kind === 'dir') for (const name of await fs.readdir(file)) await visit(path.join(file, name));
+    };
+    await visit(root);
+    return out;
+  }
+
+  /** Everything that is not the daemon's user's alone: directories 0700, files and sockets 0600. */
+  async function open(root: string): Promise<string[]> {
+    return (await entries(root)).filter((e) => e.mode !== (e.kind === 'dir' ? 0o700 : 0o600)).map((e) => `${e.path} ${e.mode.toString(8)}`);
+  }
+
+  it("keeps the store, everything in it and every socket to the daemon's user, even under umask 000", async () => {
+    const own = path.join(dir, 'umask-000');
+    const run = (args: string[], input?: Buffer) => tidemark(['--store', own, ...args], input === undefined ? {} : { input });
+    const d = await DaemonProcess.start(own, ['--segment-size', '64Ki'], { umask: '000' });
+    try {
+      for (const args of [
+        ['volume', 'create', 'a', '--size', '4Mi'],
+        ['volume', 'create', 'b', '--size', '4Mi'],
+        ['snapshot', 'create', 'a', 'first'],
+        ['marker', 'create', 'both', '--volume', 'a', '--volume', 'b'],
+      ]) {
+        expect((await run(args)).code).toBe(0);
+      }
+      // Past one 64 KiB segment, so the journal rolls to new segment files.
+      expect((await run(['volume', 'write', 'a'], pattern(512 * 1024, 5))).code).toBe(0);
+      expect((await run(['restore', 'a', '--snapshot', 'first', '--to', 'c'])).code).toBe(0);
+      const seen = await entries(own);
+      expect(seen.filter((e) => e.kind === 'socket').map((e) => e.path).sort()).toEqual(['admin.sock', 'csi.sock', 'nbd.sock']);
+      expect(seen.some((e) => e.path === 'groups.log')).toBe(true);
+      expect(seen.filter((e) => e.kind === 'file' && e.path.startsWith(path.join('volumes', 'a', 'journal'))).length).toBeGreaterThan(1);
+      expect(await open(own)).toEqual([]);
+    } finally {
+      await d.stop();
+    }
+    // The checkpoints written at shutdown too.
+    expect(await open(own)).toEqual([]);
+    expect(d.logs).not.toContain('open to other users');
+  });
+
+  it('warns at start about a store that other users can read', async () => {
+    const old = path.join(dir, 'loose');
+    const first = await DaemonProcess.start(old);
+    expect((await tidemark(['--store', old, 'volume', 'create', 'v', '--size', '1Mi'])).code).toBe(0);
+    await first.stop();
+    expect(first.logs).not.toContain('open to other users');
+    // As an older version or a hostPath volume would have left it.
+    await fs.chmod(old, 0o755);
+    await fs.chmod(path.join(old, 'volumes', 'v', 'image'), 0o644);
+    const second = await DaemonProcess.start(old);
+    await second.stop();
+    const warning = second.logs
+      .split('\n')
+      .filter((l) => l.includes('open to other users'))
+      .map((l) => JSON.parse(l) as { level: string; paths: number; examples: string[] });
+    expect(warning).toEqual([expect.objectContaining({ level: 'warn', paths: 2, examples: expect.arrayContaining([old, path.join(old, 'volumes', 'v', 'image')]) })]);
+  });
+});

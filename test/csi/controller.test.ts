@@ -10,6 +10,7 @@ import {
   createSnapshot,
   createVolume,
   engineName,
+  interruptRestore,
   mountCapability,
   pattern,
   startHarness,
@@ -270,6 +271,25 @@ describe('CSI Controller service: volumes', () => {
     expect(await h.controller.code('ControllerGetVolumeHealth', { volumeId: 'node-b:watched' })).toBe(grpc.status.NOT_FOUND);
   });
 
+  it('reports a volume whose in-place restore was cut short as degraded until it is cleared', async () => {
+    const volume = await createVolume(h, 'mixed', { capacityRange: { requiredBytes: String(32 * MiB) } });
+    const sequence = await interruptRestore(h, 'mixed');
+    const degraded = {
+      volumeId: volume.volumeId,
+      healthStatuses: [
+        {
+          status: 'DEGRADED',
+          reason: 'RestoreInterrupted',
+          message: expect.stringMatching(new RegExp(`^an in-place restore of volume mixed to marker "before" \\(sequence ${sequence}\\), started \\S+, did not finish: .*clear-restore$`)),
+        },
+      ],
+    };
+    expect(await h.controller.call('ControllerGetVolumeHealth', { volumeId: volume.volumeId })).toEqual({ volumeHealth: degraded });
+    expect(await h.controller.call('ControllerListVolumeHealth', {})).toEqual({ entries: [degraded], nextToken: '' });
+    await h.engine.clearInterruptedRestore('mixed');
+    expect(await h.controller.call('ControllerGetVolumeHealth', { volumeId: volume.volumeId })).toEqual({ volumeHealth: { volumeId: volume.volumeId, healthStatuses: [] } });
+  });
+
   it('modifies journal retention, and nothing else', async () => {
     const volume = await createVolume(h, 'kept', { parameters: { retentionSize: '1Gi', retentionAge: '1h' } });
     await h.controller.call('ControllerModifyVolume', { volumeId: volume.volumeId, mutableParameters: { retentionAge: '7d' } });
@@ -463,6 +483,30 @@ describe('CSI Controller service: snapshots, restores and clones', () => {
       await h.controller.code('CreateVolume', { name: 'regrained', volumeCapabilities: [blockCapability()], parameters: { trackingGranularity: '64Ki' }, ...request }),
     ).toBe(grpc.status.INVALID_ARGUMENT);
     expect(h.engine.has('smaller') || h.engine.has('regrained')).toBe(false);
+  });
+
+  it('makes a restored or cloned volume whole before it appears: size and retention are set as it is built', async () => {
+    const source = await createVolume(h, 'whole');
+    await h.engine.write('whole', 0, pattern(MiB, 3));
+    const snapshot = await createSnapshot(h, 'at', source.volumeId);
+    // What the volume looks like the moment the engine's restore has made it, which is what a
+    // crash right after would leave.
+    const seen: { size: number; retention: object }[] = [];
+    const restore = h.engine.restore.bind(h.engine);
+    h.engine.restore = async (request, onProgress) => {
+      const result = await restore(request, onProgress);
+      const info = h.engine.volumeInfo(request.target!);
+      seen.push({ size: info.size, retention: info.retention });
+      return result;
+    };
+    const wanted = { capacityRange: { requiredBytes: String(8 * MiB) }, parameters: { retentionSize: '1Gi' } };
+    await createVolume(h, 'from-snapshot', { ...wanted, volumeContentSource: { snapshot: { snapshotId: snapshot.snapshotId } } });
+    await createVolume(h, 'from-volume', { ...wanted, volumeContentSource: { volume: { volumeId: source.volumeId } } });
+    expect(seen).toEqual([
+      { size: 8 * MiB, retention: { maxBytes: 1024 * MiB } },
+      { size: 8 * MiB, retention: { maxBytes: 1024 * MiB } },
+    ]);
+    expect((await h.engine.read('from-volume', 0, MiB)).equals(pattern(MiB, 3))).toBe(true);
   });
 
   it('clones a volume byte for byte and leaves no temporary snapshot behind', async () => {

@@ -189,3 +189,19 @@ export function pattern(length: number, seed: number): Buffer {
 }
 
 export const engineName = (volumeId: string) => volumeId.split(':')[1]!;
+
+/**
+ * Leaves an in-place rewind of `volume` (an engine name, at least 32 MiB) cut short: it fails
+ * after its first 16 MiB batch, as a crash would leave it. Returns the marker's sequence.
+ */
+export async function interruptRestore(h: Harness, volume: string): Promise<number> {
+  const [marker] = await h.engine.createMarker('before', [volume]);
+  for (let at = 0; at < 24 * MiB; at += 4 * MiB) await h.engine.write(volume, at, pattern(4 * MiB, at / MiB));
+  await h.engine
+    .restore({ volume, source: { marker: 'before' } }, (progress) => {
+      if (progress.bytesRestored > 0) throw new Error('cut short');
+    })
+    .catch(() => undefined);
+  if (!h.engine.volumeInfo(volume).restoreInterrupted) throw new Error(`the restore of ${volume} was not cut short`);
+  return marker!.sequence;
+}

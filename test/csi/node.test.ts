@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { mountAt } from '../../src/host/index.js';
 import { requireRoot, requireTools } from '../nbd/fixtures/harness.js';
-import { MiB, NODE, blockCapability, createSnapshot, createVolume, mountCapability, startHarness, type Harness } from './helpers.js';
+import { MiB, NODE, blockCapability, createSnapshot, createVolume, interruptRestore, mountCapability, startHarness, type Harness } from './helpers.js';
 
 const TOOLS = ['nbdfuse', 'fusermount3', 'losetup', 'blkid', 'blockdev', 'mkfs.ext4', 'resize2fs', 'mkfs.xfs', 'xfs_growfs', 'mount', 'umount'];
 
@@ -31,6 +31,17 @@ describe('CSI Node service', () => {
     const caps = await h.node.call<{ capabilities: { rpc: { type: string } }[] }>('NodeGetCapabilities');
     expect(caps.capabilities.map((c) => c.rpc.type).sort()).toEqual(['EXPAND_VOLUME', 'GET_STORAGE_HEALTH', 'GET_VOLUME_HEALTH', 'GET_VOLUME_STATS', 'STAGE_UNSTAGE_VOLUME']);
     expect(await h.node.call('NodeGetStorageHealth')).toEqual({ backendHealth: [] });
+  });
+
+  it('reports a volume whose in-place restore was cut short as degraded, attached or not', async () => {
+    const volume = await createVolume(h, 'mixed', { capacityRange: { requiredBytes: String(32 * MiB) } });
+    await interruptRestore(h, 'mixed');
+    const health = await h.node.call<{ volumeHealth: { volumeId: string; healthStatuses: { status: string; reason: string; message: string }[] } }>('NodeGetVolumeHealth', {
+      volumeId: volume.volumeId,
+    });
+    expect(health.volumeHealth.healthStatuses).toEqual([{ status: 'DEGRADED', reason: 'RestoreInterrupted', message: expect.stringMatching(/to marker "before".*did not finish/) }]);
+    await h.engine.restore({ volume: 'mixed', source: { marker: 'before' } });
+    expect(await h.node.call('NodeGetVolumeHealth', { volumeId: volume.volumeId })).toEqual({ volumeHealth: { volumeId: volume.volumeId, healthStatuses: [] } });
   });
 
   it('refuses malformed and impossible requests with the spec’s codes, touching nothing', async () => {

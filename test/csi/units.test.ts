@@ -6,6 +6,10 @@ import { InFlight } from '../../src/csi/inflight.js';
 import { paginate } from '../../src/csi/pagination.js';
 import { applyRetentionChange, checkNoParameters, parseDuration, parseMutableParameters, parseVolumeParameters } from '../../src/csi/params.js';
 import { redact } from '../../src/csi/redact.js';
+import { unary } from '../../src/csi/rpc.js';
+import type { CsiContext } from '../../src/csi/context.js';
+import { mountFilesystem } from '../../src/host/index.js';
+import { captureLogger } from '../engine/fixtures/capture-logger.js';
 
 const codeOf = (fn: () => unknown): grpc.status | undefined => {
   try {
@@ -173,5 +177,24 @@ describe('CSI log redaction', () => {
     const safe = redact(request);
     expect(JSON.stringify(safe)).not.toContain('hunter2');
     expect(safe).toEqual({ name: 'pvc-1', secrets: '<redacted: 1>', volumeCapabilities: [{ mount: { fsType: 'ext4', mountFlags: '<redacted: 1>' } }], parameters: { fsType: 'ext4' }, empty: {} });
+  });
+
+  it('keeps mount flags out of the status a failed mount returns and out of the error log', async () => {
+    const { logger, entries } = captureLogger();
+    const ctx = { logger } as unknown as CsiContext;
+    const handler = unary<{ volumeId: string }, object>(ctx, 'NodeStageVolume', async () => {
+      await mountFilesystem('/nonexistent/tidemark-device', '/nonexistent/tidemark-staging', 'ext4', ['noatime', 'password=hunter2']);
+      return {};
+    });
+    const status = await new Promise<{ code: grpc.status; details: string }>((resolve) => {
+      const call = { request: { volumeId: 'v' } } as unknown as grpc.ServerUnaryCall<{ volumeId: string }, object>;
+      handler(call, (err) => resolve(err as { code: grpc.status; details: string }));
+    });
+    expect(status.code).toBe(grpc.status.INTERNAL);
+    expect(status.details).toMatch(/^mount /);
+    expect(status.details).not.toContain('hunter2');
+    const errors = entries.filter((e) => e.level === 'error');
+    expect(errors.length).toBe(1);
+    expect(JSON.stringify(errors)).not.toMatch(/hunter2|noatime/);
   });
 });

@@ -574,6 +574,43 @@ async function reopenCleanly(store: string, plan: TrialPlan, recovered: Recovere
   }
 }
 
+/** Below this many trials (a rerun of one failing trial, say) the coverage minimums are not checked. */
+const COVERAGE_TRIALS = 50;
+
+/**
+ * What a run must have exercised, per trial, for its pass to mean something: kills inside
+ * operations and during recovery, records replayed, restores and rewinds checked. About half
+ * of what the default seed gives, so a change of seed passes while a test that quietly
+ * stopped crashing anything does not. Journal tails cut are not among them: SIGKILL leaves
+ * the page cache whole, so whole records survive and a cut is rare.
+ */
+function coverageShortfalls(stats: Stats): string[] {
+  const kills = (kind: string) => stats.kills.get(kind) ?? 0;
+  const insideOperations = kills('after snap-start') + kills('after mark-start') + kills('after flush') + kills('after resize-start');
+  const wanted: [string, number, number][] = [
+    ['trials run', stats.trials, TRIALS],
+    ['kills inside a snapshot, marker, flush or resize', insideOperations, 0.25 * TRIALS],
+    ['kills after the writer was ready', kills('after ready'), 0.15 * TRIALS],
+    ['kills during start-up', kills('after spawn'), 0.04 * TRIALS],
+    ['second kills during recovery', stats.recoveryKills.get('during recovery') ?? 0, 0.1 * TRIALS],
+    ['acknowledged operations', stats.acks, 50 * TRIALS],
+    ['flushes', stats.flushes, 5 * TRIALS],
+    ['records replayed at recovery', stats.replayedRecords, 5 * TRIALS],
+    ['snapshot copies checked', stats.snapshotsChecked, TRIALS],
+    ['snapshots recovered from flight', stats.inFlightSnapshotsRecovered, 0.02 * TRIALS],
+    ['markers listed', stats.markersListed, 3 * TRIALS],
+    ['markers recovered from flight', stats.inFlightMarkersRecovered, 0.02 * TRIALS],
+    ['restores into new volumes checked', stats.restores, TRIALS],
+    ['expired markers refused', stats.expiredMarkers, 0.03 * TRIALS],
+    ['rewinds after recovery', stats.rewinds, 0.3 * TRIALS],
+  ];
+  const shortfalls = wanted.filter(([, got, least]) => got < Math.floor(least)).map(([what, got, least]) => `${what}: ${got}, at least ${Math.floor(least)} wanted`);
+  // A trigger that never came ends the writer by a fallback timer: the kill was not where it was aimed.
+  const fallbacks = kills('fallback');
+  if (fallbacks > 0.1 * TRIALS) shortfalls.push(`kills by the fallback timer: ${fallbacks}, at most ${Math.floor(0.1 * TRIALS)} wanted`);
+  return shortfalls;
+}
+
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.floor(sorted.length / 2)] ?? 0;
@@ -634,5 +671,6 @@ describe('engine crash recovery under SIGKILL', () => {
         `  ops beyond the durable point: median ${median(gaps)}, max ${gaps[gaps.length - 1] ?? 0}, zero in ${gaps.filter((g) => g === 0).length} volumes`,
     );
     expect(failures).toEqual([]);
+    if (TRIALS >= COVERAGE_TRIALS) expect(coverageShortfalls(stats)).toEqual([]);
   }, 30 * 60_000);
 });

@@ -54,9 +54,9 @@ describe('classifyError', () => {
     expect(classifyError(original, 'anything')).toBe(original);
   });
 
-  it('maps a missing file to NOT_FOUND and says what was being done', async () => {
+  it('maps a missing file to INTERNAL, not NOT_FOUND (which would say the object asked for is gone), and says what was being done', async () => {
     const err = classifyError(await osError(() => fs.readFile(path.join(dir, 'nope'))), 'reading the checkpoint');
-    expect(err.code).toBe('NOT_FOUND');
+    expect(err.code).toBe('INTERNAL');
     expect(err.message).toMatch(/^reading the checkpoint: /);
     expect(err.details.errno).toBe('ENOENT');
   });

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import type { RestoreProgress, RestoreRequest, RestoreResult, RestoreSource } from '../../engine/index.js';
 import { invalidArgument } from '../../util/errors.js';
 import { parseRfc3339 } from '../../util/time.js';
-import { collect, parseRange } from '../args.js';
+import { collect, parseRange, parseSequence } from '../args.js';
 import { withClient } from '../context.js';
 import * as out from '../output.js';
 
@@ -49,10 +49,7 @@ function restoreRequest(volume: string, opts: RestoreOptions): RestoreRequest {
   if (opts.snapshot !== undefined) sources.push({ snapshot: opts.snapshot });
   if (opts.marker !== undefined) sources.push({ marker: opts.marker });
   if (opts.time !== undefined) sources.push({ time: parseRfc3339(opts.time) });
-  if (opts.sequence !== undefined) {
-    if (!/^\d+$/.test(opts.sequence) || !Number.isSafeInteger(Number(opts.sequence))) throw invalidArgument(`malformed sequence "${opts.sequence}": use a whole number`);
-    sources.push({ sequence: Number(opts.sequence) });
-  }
+  if (opts.sequence !== undefined) sources.push({ sequence: parseSequence(opts.sequence) });
   if (sources.length !== 1) throw invalidArgument('name exactly one of --snapshot, --marker, --time or --sequence');
   const request: RestoreRequest = { volume, source: sources[0]!, force: opts.force === true };
   if (opts.range && opts.range.length > 0) request.ranges = opts.range.map(parseRange);

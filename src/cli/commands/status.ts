@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { withClient } from '../context.js';
 import * as out from '../output.js';
+import { describeInterrupted } from './volume.js';
 
 export function registerStatusCommand(program: Command): void {
   program
@@ -9,7 +10,8 @@ export function registerStatusCommand(program: Command): void {
     .action(async (_opts: unknown, cmd: Command) => {
       await withClient(cmd, async (client, g) => {
         const status = await client.status();
-        if (g.json) return out.printJson({ ...status, adminSocket: client.socketPath });
+        const interrupted = (await client.listVolumes()).filter((v) => v.restoreInterrupted);
+        if (g.json) return out.printJson({ ...status, adminSocket: client.socketPath, interruptedRestores: interrupted.map((v) => v.name) });
         return out.printLine(
           out.keyValues([
             ['daemon', `tidemark ${status.version}, pid ${status.pid}, up since ${out.time(status.startedAt)}`],
@@ -17,6 +19,7 @@ export function registerStatusCommand(program: Command): void {
             ['node', status.nodeId || '-'],
             ['admin socket', client.socketPath],
             ['volumes', String(status.volumeCount)],
+            ...interrupted.map((v): [string, string] => [`restore interrupted on ${v.name}`, describeInterrupted(v.name, v.restoreInterrupted!)]),
           ]),
         );
       });

@@ -1,10 +1,9 @@
 import * as fs from 'node:fs/promises';
 import { Option, type Command } from 'commander';
 import { CHUNK_SIZE } from '../../api/proto.js';
-import type { RetentionPolicy, VolumeInfo } from '../../engine/index.js';
-import { classifyError, invalidArgument } from '../../util/errors.js';
-import { parseSize } from '../../util/sizes.js';
-import { parseDuration } from '../args.js';
+import type { InterruptedRestore, RetentionPolicy, VolumeInfo } from '../../engine/index.js';
+import { classifyError, invalidArgument, notFound, type TidemarkError } from '../../util/errors.js';
+import { BLOCK_SIZE, LENGTH, OFFSET, RETENTION_SIZE, VOLUME_SIZE, granularityRange, parseDuration, parseSizeOption } from '../args.js';
 import { withClient } from '../context.js';
 import * as out from '../output.js';
 
@@ -22,13 +21,13 @@ export function registerVolumeCommands(program: Command): void {
     .argument('<name>', 'volume name')
     .requiredOption('--size <size>', 'size in bytes or with Ki, Mi, Gi, Ti (e.g. 10Gi)')
     .option('--block-size <size>', 'smallest I/O and restore alignment, a power of two from 512 to 64Ki (default 4Ki)')
-    .option('--granularity <size>', 'bytes per bit of changed-block tracking, a power of two >= block size (default 64Ki)')
+    .option('--granularity <size>', 'bytes per bit of changed-block tracking, a power of two from the block size to 64Mi (default 64Ki)')
     .option('--retention-size <size>', 'keep at most this much journal (default: no limit)')
     .option('--retention-age <duration>', 'free journal older than this, e.g. 30s, 10m, 2h, 7d (default: no limit)')
     .action(async (name: string, opts: RetentionOptions & { size: string; blockSize?: string; granularity?: string }, cmd: Command) => {
-      const size = parseSize(opts.size, 'size');
-      const blockSize = opts.blockSize === undefined ? undefined : parseSize(opts.blockSize, 'block size');
-      const granularity = opts.granularity === undefined ? undefined : parseSize(opts.granularity, 'granularity');
+      const size = parseSizeOption(opts.size, 'size', VOLUME_SIZE);
+      const blockSize = opts.blockSize === undefined ? undefined : parseSizeOption(opts.blockSize, 'block size', BLOCK_SIZE);
+      const granularity = opts.granularity === undefined ? undefined : parseSizeOption(opts.granularity, 'granularity', granularityRange(blockSize));
       const retention = retentionFrom(opts, {});
       await withClient(cmd, async (client, g) => {
         const info = await client.createVolume(name, {
@@ -95,6 +94,20 @@ export function registerVolumeCommands(program: Command): void {
     });
 
   volume
+    .command('clear-restore')
+    .description('forget that an in-place restore was cut short, leaving the data as the restore left it')
+    .argument('<name>', 'volume name')
+    .action(async (name: string, _opts: unknown, cmd: Command) => {
+      await withClient(cmd, async (client, g) => {
+        const before = await client.getVolume(name);
+        const info = await client.clearInterruptedRestore(name);
+        if (g.json) return out.printJson(info);
+        if (!before.restoreInterrupted) return out.printLine(`volume "${name}" has no interrupted restore`);
+        return out.printLine(`volume "${name}": interrupted restore to ${before.restoreInterrupted.source} cleared; its data stays as the restore left it`);
+      });
+    });
+
+  volume
     .command('set-retention')
     .description('change how much journal a volume keeps; options left out keep their value')
     .argument('<name>', 'volume name')
@@ -119,7 +132,7 @@ export function registerVolumeCommands(program: Command): void {
     .option('--offset <offset>', 'byte offset to write at (sizes such as 1Mi accepted)', '0')
     .option('--file <file>', 'file to write; "-" or absent reads stdin')
     .action(async (name: string, opts: { offset: string; file?: string }, cmd: Command) => {
-      const offset = parseSize(opts.offset, 'offset');
+      const offset = parseSizeOption(opts.offset, 'offset', OFFSET);
       const { source, length, close } = await openSource(opts.file);
       try {
         await withClient(cmd, async (client, g) => {
@@ -140,8 +153,8 @@ export function registerVolumeCommands(program: Command): void {
     .option('--length <length>', 'bytes to read (default: to the end of the volume)')
     .addOption(new Option('-o, --output <file>', 'write to this file instead of stdout'))
     .action(async (name: string, opts: { offset: string; length?: string; output?: string }, cmd: Command) => {
-      const offset = parseSize(opts.offset, 'offset');
-      const length = opts.length === undefined ? undefined : parseSize(opts.length, 'length');
+      const offset = parseSizeOption(opts.offset, 'offset', OFFSET);
+      const length = opts.length === undefined ? undefined : parseSizeOption(opts.length, 'length', LENGTH);
       await withClient(cmd, async (client, g) => {
         const chunks = client.readVolume(name, { offset, ...(length !== undefined ? { length } : {}) });
         if (g.json) {
@@ -161,7 +174,7 @@ function retentionFrom(opts: RetentionOptions, current: RetentionPolicy): Retent
   const policy: RetentionPolicy = { ...current };
   if (opts.retentionSize !== undefined) {
     if (opts.retentionSize === 'none') delete policy.maxBytes;
-    else policy.maxBytes = parseSize(opts.retentionSize, 'retention size');
+    else policy.maxBytes = parseSizeOption(opts.retentionSize, 'retention size', RETENTION_SIZE);
   }
   if (opts.retentionAge !== undefined) {
     if (opts.retentionAge === 'none') delete policy.maxAgeSeconds;
@@ -179,12 +192,22 @@ function describeVolume(info: VolumeInfo): string {
     ['created', out.time(info.createdAt)],
     ['retention', out.retention(info.retention)],
     ['sequence', String(info.sequence)],
-    ['earliest recoverable', String(info.earliestRecoverableSequence)],
-    ['journal', out.sizeWithBytes(info.journalBytes)],
+    ['earliest recoverable', `${info.earliestRecoverableSequence}${info.earliestRecoverableTime ? ` (${out.time(info.earliestRecoverableTime)})` : ''}`],
+    ['journal', `${out.sizeWithBytes(info.journalBytes)} in ${info.journalSegments} segment${info.journalSegments === 1 ? '' : 's'}`],
     ['snapshots', String(info.snapshotCount)],
     ['markers', String(info.markerCount)],
     ['in use by', info.holders.join(', ') || '-'],
+    ...(info.restoreInterrupted ? [['restore interrupted', describeInterrupted(info.name, info.restoreInterrupted)] as [string, string]] : []),
   ]);
+}
+
+/** An interrupted restore and the two ways out of it. */
+export function describeInterrupted(volume: string, restore: InterruptedRestore): string {
+  const ranges = restore.ranges ? ` in ${restore.ranges.map((r) => `${r.offset}:${r.length}`).join(', ')}` : '';
+  return (
+    `to ${restore.source} (sequence ${restore.pointSequence})${ranges}, started ${out.time(restore.startedAt)}; ` +
+    `the volume holds a mix of its old data and that point's: run the restore again, or \`tidemark volume clear-restore ${volume}\``
+  );
 }
 
 interface Source {
@@ -203,7 +226,7 @@ async function openSource(file: string | undefined): Promise<Source> {
   try {
     handle = await fs.open(file, 'r');
   } catch (err) {
-    throw classifyError(err, `opening ${file}`);
+    throw userFileError(err, file);
   }
   const stat = await handle.stat();
   const stream = handle.createReadStream({ highWaterMark: CHUNK_SIZE, autoClose: false });
@@ -235,7 +258,7 @@ async function copyToFile(chunks: AsyncIterable<Buffer>, file: string): Promise<
   try {
     handle = await fs.open(file, 'w');
   } catch (err) {
-    throw classifyError(err, `opening ${file}`);
+    throw userFileError(err, file);
   }
   try {
     for await (const chunk of chunks) await handle.write(chunk);
@@ -244,4 +267,10 @@ async function copyToFile(chunks: AsyncIterable<Buffer>, file: string): Promise<
   } finally {
     await handle.close();
   }
+}
+
+/** A file the user named is missing: NOT_FOUND (exit 3), where a missing file of the store's is INTERNAL. */
+function userFileError(err: unknown, file: string): TidemarkError {
+  if ((err as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') return notFound(`${file} does not exist`);
+  return classifyError(err, `opening ${file}`);
 }

@@ -1,0 +1,44 @@
+import * as fs from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { cloneFile, loosePermissions } from '../../src/util/files.js';
+
+let dir: string;
+
+beforeEach(async () => {
+  dir = await fs.mkdtemp(path.join(os.tmpdir(), 'tidemark-files-'));
+});
+
+afterEach(async () => {
+  await fs.rm(dir, { recursive: true, force: true });
+});
+
+describe('store file modes', () => {
+  it('finds every path that group or others may use, without following links or entering skipped mounts', async () => {
+    const root = path.join(dir, 'store');
+    await fs.mkdir(path.join(root, 'volumes', 'v'), { recursive: true });
+    await fs.mkdir(path.join(root, 'mnt', 'inside'), { recursive: true });
+    await fs.writeFile(path.join(root, 'volumes', 'v', 'image'), 'data');
+    await fs.writeFile(path.join(root, 'volumes', 'v', 'private'), 'data');
+    await fs.writeFile(path.join(root, 'mnt', 'inside', 'file'), 'data');
+    await fs.symlink('/etc/passwd', path.join(root, 'link'));
+    for (const d of [root, path.join(root, 'volumes'), path.join(root, 'volumes', 'v'), path.join(root, 'mnt')]) await fs.chmod(d, 0o700);
+    await fs.chmod(path.join(root, 'volumes', 'v', 'private'), 0o600);
+    await fs.chmod(path.join(root, 'volumes', 'v', 'image'), 0o640);
+    await fs.chmod(path.join(root, 'mnt', 'inside'), 0o777);
+    expect(await loosePermissions(root, new Set([path.join(root, 'mnt', 'inside')]))).toEqual([path.join(root, 'volumes', 'v', 'image')]);
+    await fs.chmod(root, 0o711);
+    expect((await loosePermissions(root)).sort()).toEqual([root, path.join(root, 'mnt', 'inside'), path.join(root, 'mnt', 'inside', 'file'), path.join(root, 'volumes', 'v', 'image')].sort());
+    expect(await loosePermissions(path.join(dir, 'missing'))).toEqual([]);
+  });
+
+  it("gives a copy the daemon's private mode, not its source's", async () => {
+    const source = path.join(dir, 'source');
+    await fs.writeFile(source, Buffer.alloc(65536, 7));
+    await fs.chmod(source, 0o644);
+    const copy = path.join(dir, 'copy');
+    await cloneFile(source, copy);
+    expect((await fs.stat(copy)).mode & 0o777).toBe(0o600);
+    expect((await fs.readFile(copy)).equals(Buffer.alloc(65536, 7))).toBe(true);
+  });
+});
