@@ -10,7 +10,7 @@ declare -A tools=(
   [qemu-io]=qemu-utils [qemu-img]=qemu-utils [qemu-nbd]=qemu-utils
   [nbdkit]=nbdkit [nbdinfo]=libnbd-bin [nbdcopy]=libnbd-bin [nbdfuse]=libnbd-bin
   [nbd-client]=nbd-client [fusermount3]=fuse3 [mkfs.ext4]=e2fsprogs [mkfs.xfs]=xfsprogs
-  [losetup]=mount [fallocate]=util-linux [blkid]=util-linux
+  [losetup]=mount [fallocate]=util-linux [blkid]=util-linux [shellcheck]=shellcheck
 )
 missing=()
 for tool in "${!tools[@]}"; do
@@ -33,6 +33,9 @@ fi
 # Test peers built with Go, cached outside the clone (~/.cache/tidemark) for later runs.
 if command -v go >/dev/null 2>&1; then
   echo "setup: csi-sanity at $(bash hack/build-csi-sanity.sh)"
+  # The control-plane tests' Kubernetes components and CSI sidecars (a cold build takes about
+  # 30 minutes on 2 cores; later runs reuse the cache).
+  echo "setup: Kubernetes binaries in $(bash hack/build-k8s.sh)"
 else
   echo "setup: WARNING: Go is missing, so csi-sanity cannot be built; install Go >= 1.25 (https://go.dev/dl). Under CI=true its test fails." >&2
 fi

@@ -2,15 +2,15 @@ import * as os from 'node:os';
 import { Option, type Command } from 'commander';
 import { invalidArgument } from '../../util/errors.js';
 import { createLogger } from '../../util/log.js';
-import { parseSize } from '../../util/sizes.js';
+import { SEGMENT_SIZE, parseSizeOption } from '../args.js';
 import { globals, storeDir } from '../context.js';
 
 const LOG_LEVELS = ['error', 'warn', 'info', 'debug'];
 
-function segmentSize(text: string): number {
-  const bytes = parseSize(text, 'segment size');
-  if (bytes < 4096) throw invalidArgument(`segment size ${bytes} is too small: at least 4096 bytes`);
-  return bytes;
+function resyncInterval(text: string): number {
+  const seconds = Number(text);
+  if (!Number.isFinite(seconds) || seconds < 1 || seconds > 86_400) throw invalidArgument(`--resync-interval "${text}" must be a number of seconds from 1 to 86400`);
+  return seconds * 1000;
 }
 
 interface ServeOptions {
@@ -20,6 +20,9 @@ interface ServeOptions {
   nbdTcp?: string;
   attach?: string;
   kubeconfig?: string;
+  reconcilers?: string;
+  resyncInterval?: string;
+  metricsAddress?: string;
   segmentSize?: string;
   logLevel?: string;
 }
@@ -34,6 +37,9 @@ export function registerServeCommand(program: Command): void {
     .option('--nbd-tcp <[host:]port>', 'also serve NBD over TCP: a port alone listens on loopback only')
     .option('--attach <mode>', 'how CSI staging attaches volumes: auto (kernel nbd where loaded, else nbdfuse + loop), kernel or fuse', 'auto')
     .option('--kubeconfig <file>', 'kubeconfig for the reconcilers (default: in-cluster)')
+    .option('--reconcilers <mode>', 'run the RecoveryPoint and VolumeRestore reconcilers: auto (with --kubeconfig or inside a pod), on or off', 'auto')
+    .option('--metrics-address <[host]:port>', 'serve Prometheus /metrics and /healthz here: PORT (loopback), :PORT (all addresses) or HOST:PORT')
+    .option('--resync-interval <seconds>', 'how often the reconcilers re-list every object (and notice expired points)', '60')
     .option('--log-level <level>', 'error, warn, info or debug (default: $TIDEMARK_LOG_LEVEL or info)')
     .addOption(new Option('--segment-size <size>', 'journal segment size of new volumes; for tests only').hideHelp())
     .action(async (opts: ServeOptions, cmd: Command) => {
@@ -49,7 +55,10 @@ export function registerServeCommand(program: Command): void {
         ...(opts.csiEndpoint !== undefined ? { csiEndpoint: opts.csiEndpoint } : {}),
         ...(opts.attach !== undefined ? { attachMode: opts.attach } : {}),
         ...(opts.kubeconfig !== undefined ? { kubeconfig: opts.kubeconfig } : {}),
-        ...(opts.segmentSize !== undefined ? { segmentSize: segmentSize(opts.segmentSize) } : {}),
+        ...(opts.reconcilers !== undefined ? { reconcilers: opts.reconcilers } : {}),
+        ...(opts.metricsAddress !== undefined ? { metricsAddress: opts.metricsAddress } : {}),
+        ...(opts.resyncInterval !== undefined ? { resyncMs: resyncInterval(opts.resyncInterval) } : {}),
+        ...(opts.segmentSize !== undefined ? { segmentSize: parseSizeOption(opts.segmentSize, 'segment size', SEGMENT_SIZE) } : {}),
       });
       const level = opts.logLevel ?? (process.env.TIDEMARK_LOG_LEVEL || 'info');
       if (!LOG_LEVELS.includes(level)) throw invalidArgument(`unknown log level "${level}": use ${LOG_LEVELS.join(', ')}`);

@@ -1,0 +1,1 @@
+export { Controllers, type ControllersOptions } from './controller.js';
