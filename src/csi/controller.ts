@@ -255,11 +255,14 @@ async function listVolumeHealth(ctx: CsiContext, req: ControllerListVolumeHealth
 
 async function modifyVolume(ctx: CsiContext, req: ControllerModifyVolumeRequest, ids: CallIds): Promise<Empty> {
   if (!req.volumeId) throw invalid('volume_id is required');
-  if (Object.keys(req.mutableParameters).length === 0) throw invalid('mutable_parameters must name at least one parameter to change');
-  // Checked before anything changes: the spec wants no partial modification.
-  const change = parseMutableParameters(req.mutableParameters);
+  // The volume first: a request for a volume that does not exist is NOT_FOUND whatever it asks.
   const info = findVolume(ctx, req.volumeId);
   ids.volume = info.name;
+  // Nothing to change is a change that succeeds (csi-sanity asks so when no mutable
+  // parameters are configured).
+  if (Object.keys(req.mutableParameters ?? {}).length === 0) return {};
+  // Checked before anything changes: the spec wants no partial modification.
+  const change = parseMutableParameters(req.mutableParameters);
   return ctx.inflight.run([volumeKey(info.name)], async () => {
     const current = ctx.engine.volumeInfo(info.name).retention;
     const next = applyRetentionChange(current, change.retention);

@@ -296,11 +296,15 @@ describe('CSI Controller service: volumes', () => {
     expect(h.engine.volumeInfo('kept').retention).toEqual({ maxBytes: 1024 * MiB, maxAgeSeconds: 7 * 86400 });
     await h.controller.call('ControllerModifyVolume', { volumeId: volume.volumeId, mutableParameters: { retentionSize: 'none' } });
     expect(h.engine.volumeInfo('kept').retention).toEqual({ maxAgeSeconds: 7 * 86400 });
-    for (const mutableParameters of [{}, { XXX_FakeKey: 'x' }, { fsType: 'xfs' }, { retentionAge: '-3' }]) {
+    for (const mutableParameters of [{ XXX_FakeKey: 'x' }, { fsType: 'xfs' }, { retentionAge: '-3' }]) {
       expect(await h.controller.code('ControllerModifyVolume', { volumeId: volume.volumeId, mutableParameters })).toBe(grpc.status.INVALID_ARGUMENT);
     }
+    // Nothing to change succeeds and changes nothing; the volume is checked before the parameters.
+    expect(await h.controller.call('ControllerModifyVolume', { volumeId: volume.volumeId, mutableParameters: {} })).toEqual({});
     expect(h.engine.volumeInfo('kept').retention).toEqual({ maxAgeSeconds: 7 * 86400 });
     expect(await h.controller.code('ControllerModifyVolume', { volumeId: `${NODE}:missing`, mutableParameters: { retentionAge: '1h' } })).toBe(grpc.status.NOT_FOUND);
+    expect(await h.controller.code('ControllerModifyVolume', { volumeId: `${NODE}:missing`, mutableParameters: {} })).toBe(grpc.status.NOT_FOUND);
+    expect(await h.controller.code('ControllerModifyVolume', { volumeId: `${NODE}:missing`, mutableParameters: { XXX_FakeKey: 'x' } })).toBe(grpc.status.NOT_FOUND);
     expect(await h.controller.code('ControllerModifyVolume', { volumeId: '', mutableParameters: { retentionAge: '1h' } })).toBe(grpc.status.INVALID_ARGUMENT);
   });
 

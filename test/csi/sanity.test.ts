@@ -20,9 +20,13 @@ function canBuild(): boolean {
   return false;
 }
 
-function runSanity(): Promise<{ code: number | null; output: string }> {
+function runSanity(parameters: 'project' | 'none'): Promise<{ code: number | null; output: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn('bash', [path.join(PACKAGE_ROOT, 'hack', 'csi-sanity.sh')], { cwd: PACKAGE_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('bash', [path.join(PACKAGE_ROOT, 'hack', 'csi-sanity.sh')], {
+      cwd: PACKAGE_ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, CSI_SANITY_PARAMETERS: parameters },
+    });
     let output = '';
     child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
     child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
@@ -39,14 +43,17 @@ describe('csi-sanity', () => {
       console.warn('SKIPPED: csi-sanity needs root (NBD attach, mkfs, mount)');
       return;
     }
-    const { code, output } = await runSanity();
-    const summaries = [...output.matchAll(/csi-sanity \((mount|block)\): (\d+) passed, (\d+) failed, (\d+) skipped/g)];
-    if (code !== 0 || summaries.length !== 2) throw new Error(`hack/csi-sanity.sh failed (exit ${code}):\n${output}`);
-    console.log(output.trim());
-    for (const [, accessType, passed, failed] of summaries) {
-      expect([accessType, Number(failed)]).toEqual([accessType, 0]);
-      expect(Number(passed)).toBeGreaterThan(80);
+    // With the project's mutable parameters, and in csi-sanity's default configuration (none).
+    for (const parameters of ['project', 'none'] as const) {
+      const { code, output } = await runSanity(parameters);
+      const summaries = [...output.matchAll(/csi-sanity \((mount|block)\): (\d+) passed, (\d+) failed, (\d+) skipped/g)];
+      if (code !== 0 || summaries.length !== 2) throw new Error(`hack/csi-sanity.sh (parameters: ${parameters}) failed (exit ${code}):\n${output}`);
+      console.log(`parameters: ${parameters}\n${output.trim()}`);
+      for (const [, accessType, passed, failed] of summaries) {
+        expect([parameters, accessType, Number(failed)]).toEqual([parameters, accessType, 0]);
+        expect(Number(passed)).toBeGreaterThan(80);
+      }
+      expect(summaries.map((s) => s[1])).toEqual(['mount', 'block']);
     }
-    expect(summaries.map((s) => s[1])).toEqual(['mount', 'block']);
   }, 15 * 60 * 1000);
 });
