@@ -105,38 +105,37 @@ export class DaemonMetrics {
 
   /** Wraps the NBD backend so that data-path traffic is counted per volume. */
   countTraffic(backend: NbdBackend): NbdBackend {
-    const metrics = this;
-    const count = (volume: string, operation: string) => metrics.operations.inc({ volume, operation });
+    const count = (volume: string, operation: string, bytes?: Counter<'volume'>, length = 0) => {
+      this.operations.inc({ volume, operation });
+      bytes?.inc({ volume }, length);
+    };
+    const readInto = backend.readInto?.bind(backend);
     return {
       ...bindAll(backend),
-      async read(name, offset, length) {
+      read: async (name, offset, length) => {
         const data = await backend.read(name, offset, length);
-        count(name, 'read');
-        metrics.readBytes.inc({ volume: name }, length);
+        count(name, 'read', this.readBytes, length);
         return data;
       },
-      ...(backend.readInto
+      ...(readInto
         ? {
-            async readInto(name: string, offset: number, target: Buffer) {
-              await backend.readInto!(name, offset, target);
-              count(name, 'read');
-              metrics.readBytes.inc({ volume: name }, target.length);
+            readInto: async (name: string, offset: number, target: Buffer) => {
+              await readInto(name, offset, target);
+              count(name, 'read', this.readBytes, target.length);
             },
           }
         : {}),
-      async write(name, offset, data, options) {
+      write: async (name, offset, data, options) => {
         const sequence = await backend.write(name, offset, data, options);
-        count(name, 'write');
-        metrics.writtenBytes.inc({ volume: name }, data.length);
+        count(name, 'write', this.writtenBytes, data.length);
         return sequence;
       },
-      async zero(name, offset, length, options) {
+      zero: async (name, offset, length, options) => {
         const sequence = await backend.zero(name, offset, length, options);
-        count(name, options?.trim ? 'trim' : 'zero');
-        metrics.writtenBytes.inc({ volume: name }, length);
+        count(name, options?.trim ? 'trim' : 'zero', this.writtenBytes, length);
         return sequence;
       },
-      async flush(name) {
+      flush: async (name) => {
         const sequence = await backend.flush(name);
         count(name, 'flush');
         return sequence;

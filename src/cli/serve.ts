@@ -171,10 +171,10 @@ export class Daemon {
     let controllers: Controllers | undefined;
     let metricsServer: http.Server | undefined;
     // The daemon exists before it is ready, so that /healthz can answer "not yet".
-    let daemon: Daemon | undefined;
+    const started: { daemon?: Daemon } = {};
     try {
       if (metrics && config.metricsAddress) {
-        metricsServer = await serveMetrics(config.metricsAddress, metrics, () => daemon?.health() ?? { ok: false, checks: { starting: false } }, logger);
+        metricsServer = await serveMetrics(config.metricsAddress, metrics, () => started.daemon?.health() ?? { ok: false, checks: { starting: false } }, logger);
       }
       await admin.listen(config.adminSocket);
       // The data path comes up before CSI, so that a Probe answering "ready" means a node
@@ -214,8 +214,8 @@ export class Daemon {
       reconcilers: controllers !== undefined,
       pid: process.pid,
     });
-    daemon = new Daemon(config, engine, admin, nbd, csi, controllers, metricsServer, logger);
-    return daemon;
+    started.daemon = new Daemon(config, engine, admin, nbd, csi, controllers, metricsServer, logger);
+    return started.daemon;
   }
 
   /** Stops the services, then the engine; calling it again waits for the first stop. */
