@@ -6,12 +6,16 @@ import * as protoLoader from '@grpc/proto-loader';
 
 /**
  * The package root, found from this module's place in the build: dist/src/api/proto.js sits
- * three levels below it. The .proto is read from src/ at run time rather than copied into
- * dist/, so a git clone works after `npm run build` alone.
+ * three levels below it. It holds package.json (the version); nothing under src/ is read at
+ * run time.
  */
 export const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 
-export const ADMIN_PROTO_PATH = path.join(PACKAGE_ROOT, 'src', 'api', 'admin.proto');
+/**
+ * Beside this module: `npm run build` copies every .proto file under src/ next to the compiled
+ * JavaScript (hack/copy-protos.mjs), so dist/ runs without src/.
+ */
+export const ADMIN_PROTO_PATH = fileURLToPath(new URL('admin.proto', import.meta.url));
 
 /**
  * uint64 fields arrive as decimal strings (`longs: String`) so that no value is silently

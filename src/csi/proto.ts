@@ -1,10 +1,9 @@
-import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { PACKAGE_ROOT } from '../api/proto.js';
 
-/** Read from src/ at run time, like the admin API's proto, so a build needs no copy step. */
-export const CSI_PROTO_PATH = path.join(PACKAGE_ROOT, 'src', 'csi', 'csi.proto');
+/** Beside this module, where `npm run build` copies it (hack/copy-protos.mjs), like admin.proto. */
+export const CSI_PROTO_PATH = fileURLToPath(new URL('csi.proto', import.meta.url));
 
 /** The CSI release csi.proto follows; reported in the plugin manifest. */
 export const CSI_SPEC_VERSION = '1.13.0';

@@ -5,6 +5,7 @@ import { TidemarkError, alreadyExists, busy, classifyError, invalidArgument, not
 import { PRIVATE_FILE_MODE, fsyncDir, makePrivateDir } from '../util/files.js';
 import { silentLogger, type Logger } from '../util/log.js';
 import { isPowerOfTwo } from '../util/sizes.js';
+import { systemClock, type Clock } from '../util/time.js';
 import { intersect, normalize, type Extent } from './extents.js';
 import { checkName } from './names.js';
 import { baseSequence, earliestRecoverable, expiredError, findBase, replayInto, restoreFromSnapshot, rewindInPlace, validFrom, type Base } from './restore.js';
@@ -33,6 +34,11 @@ export interface EngineOptions {
   upkeepIntervalMs?: number;
   /** Measurements for whoever reports them (the daemon's metrics); the engine only calls. */
   observer?: EngineObserver;
+  /**
+   * Where record, marker, snapshot and volume times and retention's "now" come from; the
+   * system clock by default. Tests pass their own to separate moments without sleeping.
+   */
+  clock?: Clock;
 }
 
 export interface EngineObserver {
@@ -52,7 +58,8 @@ const GROUPS_FILE = 'groups.log';
  */
 export class Engine {
   private volumes = new Map<string, Volume>();
-  private upkeepRunning = new Set<string>();
+  /** Upkeep under way, per volume name. */
+  private upkeepRunning = new Map<string, Promise<void>>();
   /** Names of volumes being built, so two concurrent creations cannot both pass the check. */
   private creating = new Set<string>();
   /** Names of volumes being deleted: they stay listed until their directory is renamed away. */
@@ -66,6 +73,7 @@ export class Engine {
     private readonly segmentSize: number,
     private readonly unlock: () => Promise<void>,
     private readonly observer: EngineObserver,
+    private readonly clock: Clock,
   ) {}
 
   static async open(options: EngineOptions): Promise<Engine> {
@@ -77,7 +85,7 @@ export class Engine {
       throw classifyError(err, `creating store ${store}`);
     }
     const unlock = await lockStore(store);
-    const engine = new Engine(store, logger, options.segmentSize ?? DEFAULT_SEGMENT_SIZE, unlock, options.observer ?? {});
+    const engine = new Engine(store, logger, options.segmentSize ?? DEFAULT_SEGMENT_SIZE, unlock, options.observer ?? {}, options.clock ?? systemClock);
     try {
       await engine.loadVolumes();
     } catch (err) {
@@ -86,9 +94,7 @@ export class Engine {
     }
     const interval = options.upkeepIntervalMs ?? 30_000;
     if (interval > 0) {
-      engine.timer = setInterval(() => {
-        for (const volume of engine.volumes.values()) engine.scheduleUpkeep(volume);
-      }, interval);
+      engine.timer = setInterval(() => void engine.upkeep(), interval);
       engine.timer.unref();
     }
     logger.info('engine opened', { store, volumes: engine.volumes.size });
@@ -111,8 +117,9 @@ export class Engine {
   }
 
   private attach(volume: Volume): void {
-    volume.onUpkeepDue = () => this.scheduleUpkeep(volume);
+    volume.onUpkeepDue = () => void this.scheduleUpkeep(volume);
     volume.journal.onSync = this.observer.journalSynced?.bind(this.observer);
+    volume.journal.clock = this.clock;
     this.volumes.set(volume.name, volume);
   }
 
@@ -164,7 +171,7 @@ export class Engine {
     const staging = path.join(root, `.creating-${randomUUID()}`);
     try {
       try {
-        const built = await Volume.create(staging, name, { ...settings, segmentSize: this.segmentSize }, this.logger, initialImage);
+        const built = await Volume.create(staging, name, { ...settings, segmentSize: this.segmentSize, createdAt: this.clock() }, this.logger, initialImage);
         try {
           if (populate) await built.exclusive(() => populate(built));
         } finally {
@@ -244,7 +251,7 @@ export class Engine {
     return volume.exclusive(async () => {
       volume.setRetention(retention);
       await volume.writeCheckpoint();
-      await enforceRetentionLocked(volume, this.logger);
+      await enforceRetentionLocked(volume, this.logger, this.clock());
       return this.info(volume);
     });
   }
@@ -258,7 +265,7 @@ export class Engine {
 
   async enforceRetention(name: string, now?: number): Promise<RetentionOutcome> {
     const volume = this.volume(name);
-    return volume.exclusive(() => enforceRetentionLocked(volume, this.logger, now));
+    return volume.exclusive(() => enforceRetentionLocked(volume, this.logger, now ?? this.clock()));
   }
 
   /**
@@ -553,7 +560,7 @@ export class Engine {
     restore: { source: string; pointSequence: number; ranges: Extent[] | undefined },
     run: (beforeFirstWrite: () => Promise<void>) => Promise<RestoreProgress>,
   ): Promise<RestoreProgress> {
-    const record: InterruptedRestore = { source: restore.source, pointSequence: restore.pointSequence, startedAt: new Date(), ...(restore.ranges ? { ranges: restore.ranges } : {}) };
+    const record: InterruptedRestore = { source: restore.source, pointSequence: restore.pointSequence, startedAt: new Date(this.clock()), ...(restore.ranges ? { ranges: restore.ranges } : {}) };
     const progress = await run(() => volume.beginRestoreLocked(record));
     await volume.endRestoreLocked(record);
     return progress;
@@ -658,17 +665,31 @@ export class Engine {
 
   // ---- upkeep ----------------------------------------------------------------------------
 
-  private scheduleUpkeep(volume: Volume): void {
-    if (this.closed || this.upkeepRunning.has(volume.name)) return;
-    this.upkeepRunning.add(volume.name);
-    void (async () => {
+  /**
+   * Runs upkeep for every volume now (or waits for a run already under way), as each tick of
+   * the upkeep timer does, and resolves once it is done; failures are logged, as the timer's
+   * are. With `upkeepIntervalMs: 0` this is how a test puts upkeep at a step of its choosing,
+   * so that a failing run replays from its seed.
+   */
+  async upkeep(): Promise<void> {
+    await Promise.all([...this.volumes.values()].map((volume) => this.scheduleUpkeep(volume)));
+  }
+
+  /** Starts upkeep for a volume unless it is under way; returns the run under way. */
+  private scheduleUpkeep(volume: Volume): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    const running = this.upkeepRunning.get(volume.name);
+    if (running) return running;
+    const run = (async () => {
       // Writes go on while the image is synced; only retention needs the volume to itself.
       await volume.checkpointInBackground();
       const { maxBytes, maxAgeSeconds } = volume.retention;
-      if (maxBytes !== undefined || maxAgeSeconds !== undefined) await volume.exclusive(() => enforceRetentionLocked(volume, this.logger));
+      if (maxBytes !== undefined || maxAgeSeconds !== undefined) await volume.exclusive(() => enforceRetentionLocked(volume, this.logger, this.clock()));
     })()
-      .catch((err: unknown) => this.logger.warn('volume upkeep failed', { volume: volume.name, error: String(err) }))
+      .catch((err: unknown) => void this.logger.warn('volume upkeep failed', { volume: volume.name, error: String(err) }))
       .finally(() => this.upkeepRunning.delete(volume.name));
+    this.upkeepRunning.set(volume.name, run);
+    return run;
   }
 
   /** Approximate bytes the engine holds in memory for differential bitmaps. */

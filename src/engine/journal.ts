@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { TidemarkError, classifyError } from '../util/errors.js';
 import { PRIVATE_FILE_MODE, fsyncDir, makePrivateDir, readFully, writeFully } from '../util/files.js';
 import type { Logger } from '../util/log.js';
+import { systemClock, type Clock } from '../util/time.js';
 import {
   HEADER_SIZE,
   RecordType,
@@ -244,9 +245,12 @@ export class Journal {
     return this.segments;
   }
 
+  /** Where record times come from; the engine sets its own (EngineOptions.clock). */
+  clock: Clock = systemClock;
+
   /** A timestamp for the next record: wall-clock milliseconds, never earlier than the last one. */
   stamp(): number {
-    this.lastTime = Math.max(this.lastTime, Date.now());
+    this.lastTime = Math.max(this.lastTime, this.clock());
     return this.lastTime;
   }
 

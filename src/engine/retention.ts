@@ -14,7 +14,7 @@ export interface RetentionOutcome {
  * some snapshot must lie at or after its last record, and the engine takes an internal base
  * snapshot itself when none does. The caller holds the volume lock.
  */
-export async function enforceRetentionLocked(volume: Volume, logger: Logger, now = Date.now()): Promise<RetentionOutcome> {
+export async function enforceRetentionLocked(volume: Volume, logger: Logger, now: number): Promise<RetentionOutcome> {
   const outcome: RetentionOutcome = { freedBytes: 0, basesTaken: [], basesDropped: [] };
   const { maxBytes, maxAgeSeconds } = volume.retention;
   if (volume.pinned || (maxBytes === undefined && maxAgeSeconds === undefined)) return outcome;

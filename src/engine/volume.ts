@@ -158,7 +158,7 @@ export class Volume {
   static async create(
     dir: string,
     name: string,
-    options: { size: number; blockSize: number; granularity: number; retention: RetentionPolicy; segmentSize?: number },
+    options: { size: number; blockSize: number; granularity: number; retention: RetentionPolicy; segmentSize?: number; createdAt: number },
     logger: Logger,
     initialImage?: string,
   ): Promise<Volume> {
@@ -184,7 +184,7 @@ export class Volume {
       size: options.size,
       blockSize: options.blockSize,
       granularity: options.granularity,
-      createdAt: Date.now(),
+      createdAt: options.createdAt,
       retention: options.retention,
       segmentSize: options.segmentSize ?? DEFAULT_SEGMENT_SIZE,
       checkpoint: 0,

@@ -21,3 +21,8 @@ export function parseRfc3339(text: string): Date {
   if (!real || Number.isNaN(date.getTime())) throw invalidArgument(`malformed time "${text}": not a real date`);
   return date;
 }
+
+/** Wall-clock milliseconds since the epoch, as Date.now() gives them; injectable so tests need not sleep. */
+export type Clock = () => number;
+
+export const systemClock: Clock = () => Date.now();

@@ -8,6 +8,7 @@ import { AdminClient } from '../../src/api/client.js';
 import { CHANNEL_OPTIONS, adminServiceDefinition, unixAddress } from '../../src/api/proto.js';
 import { AdminServer } from '../../src/api/server.js';
 import { Engine } from '../../src/engine/index.js';
+import type { Clock } from '../../src/util/time.js';
 
 export interface LogEntry {
   level: string;
@@ -45,7 +46,7 @@ export interface Harness {
 }
 
 /** A real engine on a temp store, served on a real unix socket, with a real client. */
-export async function startHarness(options: { segmentSize?: number } = {}): Promise<Harness> {
+export async function startHarness(options: { segmentSize?: number; clock?: Clock } = {}): Promise<Harness> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'tidemark-api-'));
   const { logger, entries, raw } = captureLogger();
   const engine = await Engine.open({ store: path.join(dir, 'store'), logger, upkeepIntervalMs: 0, ...options });

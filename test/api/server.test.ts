@@ -5,6 +5,7 @@ import { AdminClient } from '../../src/api/client.js';
 import { PACKAGE_ROOT } from '../../src/api/proto.js';
 import type { RestoreProgress } from '../../src/engine/index.js';
 import { TidemarkError } from '../../src/util/errors.js';
+import { TestClock } from '../support/clock.js';
 import { pattern, rawServerStream, rawUnary, rawWrite, startHarness, tidemarkCode, type Harness } from './harness.js';
 
 const KiB = 1024;
@@ -21,9 +22,11 @@ async function rejection(promise: Promise<unknown>): Promise<TidemarkError> {
 }
 
 let h: Harness;
+/** The engine's clock, moved by hand where a test needs two moments apart. */
+const clock = new TestClock();
 
 beforeAll(async () => {
-  h = await startHarness({ segmentSize: 64 * KiB });
+  h = await startHarness({ segmentSize: 64 * KiB, clock: clock.now });
 });
 
 afterAll(async () => {
@@ -215,7 +218,7 @@ describe('admin API: snapshots, markers, restores, diffs', () => {
     const [marker] = await h.client.createMarker('good', ['hist']);
     expect(marker).toMatchObject({ volume: 'hist', name: 'good', group: '', expired: false });
     const good = await h.client.read('hist', 0, size);
-    await new Promise((r) => setTimeout(r, 15));
+    clock.advance(15);
     await h.client.write('hist', 5 * MiB, Buffer.alloc(MiB, 0xee));
 
     const copy = await h.client.restore({ volume: 'hist', source: { marker: 'good' }, target: 'hist-copy' });

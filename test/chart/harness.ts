@@ -4,12 +4,13 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadAllYaml } from '@kubernetes/client-node';
 import { PACKAGE_ROOT } from '../../src/api/proto.js';
+import { CACHE, needing, root, type Requirement } from '../support/requirements.js';
 
 /**
  * Shared pieces of the packaging tests (test/chart): the chart, helm and kubectl from the
  * build cache (hack/build-k8s.sh), a control plane of our own (hack/control-plane.sh), and
- * the rule for missing tools: under CI=true a missing tool fails the suite, elsewhere the
- * suite is skipped with a warning that names the tool.
+ * the rule for missing tools, which is test/support/requirements.ts's: under CI=true a
+ * missing tool fails the suite, elsewhere the suite is skipped with a warning that names it.
  */
 
 export const ROOT = PACKAGE_ROOT;
@@ -18,8 +19,7 @@ export const RELEASE = 'tidemark';
 export const NAMESPACE = 'tidemark-system';
 export const DRIVER = 'csi.tidemark.dev';
 
-const cache = process.env.TIDEMARK_CACHE ?? path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'tidemark');
-export const K8S_BIN = path.join(cache, 'k8s', 'bin');
+export const K8S_BIN = path.join(CACHE, 'k8s', 'bin');
 export const HELM = path.join(K8S_BIN, 'helm');
 export const KUBECTL = path.join(K8S_BIN, 'kubectl');
 
@@ -32,33 +32,16 @@ export const ALL_OPTIONAL: Record<string, string> = {
   'resizer.enabled': 'true',
 };
 
-/** The tools a suite needs: name -> how to tell it is there, and how to get it. */
-export interface Requirement {
-  tool: string;
-  present: () => boolean;
-  install: string;
-}
-
 export const onPath = (command: string) => spawnSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' }).status === 0;
 export const built = (name: string): Requirement => ({
-  tool: name,
+  what: name,
   present: () => fs.existsSync(path.join(K8S_BIN, name)),
   install: `bash hack/build-k8s.sh ${name}`,
 });
-export const rootUser: Requirement = { tool: 'root', present: () => process.getuid?.() === 0, install: 'run the tests as root' };
+export const rootUser: Requirement = root('the image test runs a private containerd');
 
-/**
- * `describe`, or `describe.skip` with a warning naming what is missing; under CI=true a missing
- * tool throws instead, so that CI never passes by skipping.
- */
-export function suiteNeeding(requirements: Requirement[]): jest.Describe {
-  const missing = requirements.filter((r) => !r.present());
-  if (missing.length === 0) return describe;
-  const what = missing.map((r) => `${r.tool} (${r.install})`).join(', ');
-  if (process.env.CI === 'true') throw new Error(`missing: ${what}; CI requires it`);
-  console.warn(`SKIPPED: missing ${what}`);
-  return describe.skip;
-}
+/** `describe`, or `describe.skip` with a warning naming what is missing (test/support/requirements.ts). */
+export const suiteNeeding = (requirements: Requirement[]): jest.Describe => needing(requirements).describe;
 
 export interface Result {
   code: number;

@@ -14,9 +14,9 @@ import { HostProcess, ROOT, must, onPath, rootUser, run, suiteNeeding, until } f
 
 const suite = suiteNeeding([
   rootUser,
-  { tool: 'apt-get', present: () => onPath('apt-get') && onPath('dpkg-deb'), install: 'a Debian system' },
-  { tool: 'npm', present: () => onPath('npm'), install: 'hack/setup.sh' },
-  { tool: 'dist/', present: () => fs.existsSync(path.join(ROOT, 'dist', 'src', 'cli', 'main.js')), install: 'npm run build' },
+  { what: 'apt-get', present: () => onPath('apt-get') && onPath('dpkg-deb'), install: 'a Debian system' },
+  { what: 'npm', present: () => onPath('npm'), install: 'hack/setup.sh' },
+  { what: 'dist/', present: () => fs.existsSync(path.join(ROOT, 'dist', 'src', 'cli', 'main.js')), install: 'npm run build' },
 ]);
 
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');

@@ -3,22 +3,16 @@ import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { TestClient } from '../nbd/fixtures/nbd-client.js';
+import { needing, root, tools } from '../support/requirements.js';
 import { DaemonProcess, json, pattern, tidemark } from './harness.js';
 
 const MiB = 1024 * 1024;
 
-/** Mounting a tmpfs needs root; outside CI the test says so and passes, under CI it fails. */
-const isRoot = process.getuid?.() === 0;
-const requireRoot = () => {
-  if (isRoot) return true;
-  if (process.env.CI === 'true') throw new Error('the disk-full test needs root to mount a tmpfs (run the suite as root in CI)');
-  console.warn('skipping the disk-full test: it needs root to mount a small tmpfs (mount from util-linux)');
-  return false;
-};
+/** Mounting a tmpfs or an ext4 loop device needs root: skipped without it, and failed under CI. */
+const mounting = needing([root('mounts a small tmpfs and an ext4 loop device'), ...tools('mount', 'umount', 'mkfs.ext4')]);
 
-describe('tidemark on a full disk', () => {
+mounting.describe('tidemark on a full disk', () => {
   it('exits 7 and says the disk is full; reads go on, and writes work again once space is back, without a restart', async () => {
-    if (!requireRoot()) return;
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'tidemark-full-'));
     const store = path.join(dir, 'store');
     await fs.mkdir(store);
@@ -66,9 +60,8 @@ describe('tidemark on a full disk', () => {
   });
 });
 
-describe('tidemark on a filesystem with a file size limit', () => {
+mounting.describe('tidemark on a filesystem with a file size limit', () => {
   it('refuses a volume larger than one file may be with exit 2, naming the limit, and leaves nothing behind', async () => {
-    if (!requireRoot()) return;
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'tidemark-ext4-'));
     const image = path.join(dir, 'fs.img');
     const store = path.join(dir, 'store');

@@ -9,10 +9,12 @@ import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { csiClientConstructor } from '../../src/csi/index.js';
 import { TestClient } from '../nbd/fixtures/nbd-client.js';
-import { requireTools, run } from '../nbd/fixtures/harness.js';
+import { run } from '../nbd/fixtures/harness.js';
+import { needing, tool } from '../support/requirements.js';
 import { DaemonProcess, pattern, tidemark } from './harness.js';
 
 const MiB = 1024 * 1024;
+const withNbdinfo = needing([tool('nbdinfo')]);
 let dir: string;
 let store: string;
 let daemon: DaemonProcess | undefined;
@@ -31,8 +33,7 @@ afterAll(async () => {
 });
 
 describe('tidemark serve', () => {
-  it('serves every volume over NBD on nbd.sock in the store', async () => {
-    if (!requireTools('nbdinfo')) return;
+  withNbdinfo.it('serves every volume over NBD on nbd.sock in the store', async () => {
     expect((await tm(['volume', 'create', 'disk', '--size', '8Mi'])).code).toBe(0);
     expect((await tm(['volume', 'write', 'disk', '--offset', '1048576'], { input: pattern(MiB, 3) })).code).toBe(0);
     const listed = await run('nbdinfo', ['--list', '--json', `nbd+unix:///?socket=${path.join(store, 'nbd.sock')}`]);

@@ -8,10 +8,11 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { mountAt } from '../../src/host/index.js';
-import { requireRoot, requireTools } from '../nbd/fixtures/harness.js';
+import { needing, root, tools } from '../support/requirements.js';
 import { MiB, NODE, blockCapability, createSnapshot, createVolume, interruptRestore, mountCapability, startHarness, type Harness } from './helpers.js';
 
 const TOOLS = ['nbdfuse', 'fusermount3', 'losetup', 'blkid', 'blockdev', 'mkfs.ext4', 'resize2fs', 'mkfs.xfs', 'xfs_growfs', 'mount', 'umount'];
+const devices = needing([root('loop devices, mkfs and mounts'), ...tools(...TOOLS)]);
 
 describe('CSI Node service', () => {
   let h: Harness;
@@ -76,12 +77,7 @@ describe('CSI Node service', () => {
     expect(h.engine.volumeInfo('v').holders).toEqual([]);
   });
 
-  describe('with real devices and filesystems', () => {
-    let ok = false;
-    beforeAll(() => {
-      ok = requireRoot() && requireTools(...TOOLS);
-    });
-
+  devices.describe('with real devices and filesystems', () => {
     async function stage(volumeId: string, staging: string, capability: object): Promise<void> {
       await fs.mkdir(staging, { recursive: true });
       await h.node.call('NodeStageVolume', { volumeId, stagingTargetPath: staging, volumeCapability: capability });
@@ -93,7 +89,6 @@ describe('CSI Node service', () => {
     }
 
     it('stages ext4, publishes it, reports usage, and the files reach snapshots and clones', async () => {
-      if (!ok) return;
       const volume = await createVolume(h, 'data', { capacityRange: { requiredBytes: String(64 * MiB) } });
       const staging = path.join(h.dir, 'staging');
       const target = path.join(h.dir, 'pods', 'p1', 'target');
@@ -158,7 +153,6 @@ describe('CSI Node service', () => {
     });
 
     it('publishes a raw block device read-write, and what is written lands in the volume', async () => {
-      if (!ok) return;
       const volume = await createVolume(h, 'raw', { capacityRange: { requiredBytes: String(16 * MiB) }, volumeCapabilities: [blockCapability()] });
       const staging = path.join(h.dir, 'staging');
       const target = path.join(h.dir, 'dev', 'raw');
@@ -184,7 +178,6 @@ describe('CSI Node service', () => {
     });
 
     it('refuses to format over another filesystem, and mounts xfs clones side by side', async () => {
-      if (!ok) return;
       const volume = await createVolume(h, 'x', { capacityRange: { requiredBytes: String(320 * MiB) } });
       const staging = path.join(h.dir, 'staging');
       const target = path.join(h.dir, 'target');
@@ -218,7 +211,6 @@ describe('CSI Node service', () => {
     });
 
     it('grows the filesystem once the device has the new size (offline expansion)', async () => {
-      if (!ok) return;
       const cap = mountCapability('ext4');
       const volume = await createVolume(h, 'grow', { capacityRange: { requiredBytes: String(64 * MiB) } });
       const staging = path.join(h.dir, 'staging');

@@ -1,24 +1,22 @@
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { PACKAGE_ROOT } from '../../src/api/proto.js';
+import { CACHE, haveTool, needing, root } from '../support/requirements.js';
 
 /**
  * csi-sanity (kubernetes-csi/csi-test v5), every spec, against a real `tidemark serve`,
  * through hack/csi-sanity.sh, which builds csi-sanity with Go on first use. Node specs attach,
  * format and mount for real, so this needs root.
  */
-const cache = process.env.TIDEMARK_CACHE ?? path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'tidemark');
-
-function canBuild(): boolean {
-  if (fs.existsSync(path.join(cache, 'bin', 'csi-sanity'))) return true;
-  if (spawnSync('sh', ['-c', 'command -v go'], { stdio: 'ignore' }).status === 0) return true;
-  const message = 'csi-sanity is not built and Go is missing to build it (install Go >= 1.25: https://go.dev/dl, or apt-get install golang-go where it is new enough)';
-  if (process.env.CI === 'true') throw new Error(`${message}; CI requires it`);
-  console.warn(`SKIPPED: ${message}`);
-  return false;
-}
+const sanity = needing([
+  {
+    what: 'csi-sanity, or Go to build it',
+    present: () => fs.existsSync(path.join(CACHE, 'bin', 'csi-sanity')) || haveTool('go'),
+    install: 'install Go >= 1.25: https://go.dev/dl, or apt-get install golang-go where it is new enough',
+  },
+  root('csi-sanity stages volumes for real: NBD attach, mkfs, mount'),
+]);
 
 function runSanity(parameters: 'project' | 'none'): Promise<{ code: number | null; output: string }> {
   return new Promise((resolve, reject) => {
@@ -36,13 +34,7 @@ function runSanity(parameters: 'project' | 'none'): Promise<{ code: number | nul
 }
 
 describe('csi-sanity', () => {
-  it('passes every spec for mount and block volumes', async () => {
-    if (!canBuild()) return;
-    if (process.getuid?.() !== 0) {
-      if (process.env.CI === 'true') throw new Error('csi-sanity stages volumes for real and needs root; CI runs as root');
-      console.warn('SKIPPED: csi-sanity needs root (NBD attach, mkfs, mount)');
-      return;
-    }
+  sanity.it('passes every spec for mount and block volumes', async () => {
     // With the project's mutable parameters, and in csi-sanity's default configuration (none).
     for (const parameters of ['project', 'none'] as const) {
       const { code, output } = await runSanity(parameters);

@@ -5,6 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Engine } from '../../src/engine/index.js';
 import { TidemarkError } from '../../src/util/errors.js';
+import { needing, root, tools } from '../support/requirements.js';
 import { captureLogger } from './fixtures/capture-logger.js';
 
 const KiB = 1024;
@@ -77,16 +78,9 @@ describe('engine errors', () => {
   });
 });
 
-describe('disk full', () => {
-  const isRoot = process.getuid?.() === 0;
-
-  /** Mounts a 16 MiB tmpfs for the test, or returns undefined when the test has to skip. */
-  async function smallDisk(): Promise<string | undefined> {
-    if (!isRoot) {
-      if (process.env.CI === 'true') throw new Error('this test mounts a tmpfs and needs root (mount, from util-linux)');
-      console.warn('skipped: the disk-full test mounts a small tmpfs and needs root (mount, from util-linux)');
-      return undefined;
-    }
+needing([root('the disk-full tests mount a small tmpfs'), ...tools('mount', 'umount')]).describe('disk full', () => {
+  /** Mounts a 16 MiB tmpfs for the test. */
+  async function smallDisk(): Promise<string> {
     const mountPoint = await fs.mkdtemp(path.join(os.tmpdir(), 'tidemark-full-'));
     const mount = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=16m', 'tmpfs', mountPoint], { encoding: 'utf8' });
     if (mount.status !== 0) {
@@ -103,7 +97,6 @@ describe('disk full', () => {
 
   it('a journal append that does not fit fails alone, and the volume carries on', async () => {
     const mountPoint = await smallDisk();
-    if (!mountPoint) return;
     let engine: Engine | undefined;
     try {
       const store = path.join(mountPoint, 'store');
@@ -136,7 +129,6 @@ describe('disk full', () => {
 
   it('an image write that does not fit stops nothing: reads go on, and writes resume once space is back', async () => {
     const mountPoint = await smallDisk();
-    if (!mountPoint) return;
     let engine: Engine | undefined;
     try {
       const store = path.join(mountPoint, 'store');
@@ -183,7 +175,6 @@ describe('disk full', () => {
 
   it('a batch whose journal append fails half way keeps the part that was journaled, as the journal does', async () => {
     const mountPoint = await smallDisk();
-    if (!mountPoint) return;
     let engine: Engine | undefined;
     try {
       const store = path.join(mountPoint, 'store');
@@ -220,7 +211,6 @@ describe('disk full', () => {
 
   it('refuses writes with RESOURCE_EXHAUSTED and loses nothing acknowledged once space is back', async () => {
     const mountPoint = await smallDisk();
-    if (!mountPoint) return;
     let engine: Engine | undefined;
     try {
       const store = path.join(mountPoint, 'store');
@@ -271,17 +261,11 @@ describe('disk full', () => {
   });
 });
 
-describe('volume sizes the filesystem cannot hold', () => {
-  const isRoot = process.getuid?.() === 0;
+needing([root('the file size limit test mounts an ext4 loop device'), ...tools('mount', 'umount', 'mkfs.ext4')]).describe('volume sizes the filesystem cannot hold', () => {
   const TiB = 1024 * 1024 * MiB;
 
-  /** Mounts a small ext4 filesystem with 4 KiB blocks (files of at most 16 TiB) from a loop device, or returns undefined to skip. */
-  async function ext4(): Promise<string | undefined> {
-    if (!isRoot) {
-      if (process.env.CI === 'true') throw new Error('this test mounts an ext4 loop device and needs root');
-      console.warn('skipped: the file size limit test mounts an ext4 loop device and needs root (mount, e2fsprogs)');
-      return undefined;
-    }
+  /** Mounts a small ext4 filesystem with 4 KiB blocks (files of at most 16 TiB) from a loop device. */
+  async function ext4(): Promise<string> {
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'tidemark-ext4-'));
     const image = path.join(dir, 'fs.img');
     await fs.writeFile(image, '');
@@ -296,7 +280,6 @@ describe('volume sizes the filesystem cannot hold', () => {
 
   it('refuses a size past the limit with OUT_OF_RANGE naming the limit, and leaves nothing behind', async () => {
     const dir = await ext4();
-    if (!dir) return;
     let engine: Engine | undefined;
     try {
       const store = path.join(dir, 'mnt', 'store');

@@ -3,6 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Engine } from '../../src/engine/index.js';
 import { TidemarkError } from '../../src/util/errors.js';
+import { TestClock } from '../support/clock.js';
 import { ModelVolume, patternBytes } from './model.js';
 
 const KiB = 1024;
@@ -17,12 +18,11 @@ async function codeOf(fn: () => unknown): Promise<string | undefined> {
   return undefined;
 }
 
-/** Waits until the wall clock has moved on, so records before and after carry different times. */
-async function nextMillisecond(): Promise<number> {
-  const now = Date.now();
-  while (Date.now() <= now) await new Promise((resolve) => setImmediate(resolve));
-  return now;
-}
+/** The engines' clock: moved on by hand, so records before and after a moment carry different times. */
+let clock = new TestClock();
+
+/** Moves the clock on a millisecond and returns the moment before, which later records are after. */
+const nextMillisecond = () => clock.advance(1);
 
 /** What the journal's segment files hold on disk, to hold the engine's accounting against. */
 async function journalFileBytes(store: string, volume: string): Promise<number> {
@@ -35,9 +35,10 @@ async function journalFileBytes(store: string, volume: string): Promise<number> 
 describe('journal retention', () => {
   let store: string;
   let engine: Engine;
-  const open = () => Engine.open({ store, segmentSize: 8 * KiB, upkeepIntervalMs: 0 });
+  const open = () => Engine.open({ store, segmentSize: 8 * KiB, upkeepIntervalMs: 0, clock: clock.now });
 
   beforeEach(async () => {
+    clock = new TestClock();
     store = await fs.mkdtemp(path.join(os.tmpdir(), 'tidemark-retention-'));
     engine = await open();
   });
@@ -47,13 +48,14 @@ describe('journal retention', () => {
     await fs.rm(store, { recursive: true, force: true });
   });
 
-  /** Writes 4 KiB blocks with a marker after every other one; returns the model. */
+  /** Writes 4 KiB blocks with a marker after every other one, a millisecond apart; returns the model. */
   async function history(name: string, writes: number, prefix = 'm'): Promise<ModelVolume> {
     const model = new ModelVolume(name, 256 * KiB, 4096, 4096);
     for (let i = 0; i < writes; i++) {
+      nextMillisecond();
       const offset = ((i * 37) % 64) * 4096;
       const data = patternBytes(1000 + i * 5 + 3, 4096);
-      model.write(await engine.write(name, offset, data), Date.now(), offset, data);
+      model.write(await engine.write(name, offset, data), clock.now(), offset, data);
       if (i % 2 === 1) {
         const [marker] = await engine.createMarker(`${prefix}${i}`, [name]);
         model.marker(marker!.name, marker!.sequence, marker!.createdAt.getTime());
@@ -122,11 +124,11 @@ describe('journal retention', () => {
   it('frees records older than an age, judged by the given clock, taking a base snapshot', async () => {
     await engine.createVolume('v', { size: 256 * KiB, retention: { maxAgeSeconds: 60 } });
     const model = await history('v', 6);
-    // By the real clock nothing is old yet.
+    // By the engine's clock nothing is old yet.
     expect(await engine.enforceRetention('v')).toEqual({ freedBytes: 0, basesTaken: [], basesDropped: [] });
     expect(engine.volumeInfo('v').earliestRecoverableSequence).toBe(0);
 
-    const outcome = await engine.enforceRetention('v', Date.now() + 61_000);
+    const outcome = await engine.enforceRetention('v', clock.now() + 61_000);
     expect(outcome.freedBytes).toBeGreaterThan(6 * 4096);
     expect(outcome.basesTaken.length).toBeGreaterThan(0);
     const info = engine.volumeInfo('v');
@@ -139,11 +141,11 @@ describe('journal retention', () => {
     expect(await codeOf(() => engine.restore({ volume: 'v', source: { time: new Date(oldest.createdAt) }, target: 'probe' }))).toBe('EXPIRED');
 
     // Now, and anything recorded from now on, is recoverable.
-    const now = await nextMillisecond();
+    const now = nextMillisecond();
     await engine.restore({ volume: 'v', source: { time: new Date(now) }, target: 'now' });
     expect((await engine.read('now', 0, 256 * KiB)).equals(model.data)).toBe(true);
     const data = patternBytes(77, 8192);
-    model.write(await engine.write('v', 4096, data), Date.now(), 4096, data);
+    model.write(await engine.write('v', 4096, data), clock.now(), 4096, data);
     const [after] = await engine.createMarker('after', ['v']);
     model.marker('after', after!.sequence, after!.createdAt.getTime());
     await engine.write('v', 0, patternBytes(78, 4096));
@@ -155,17 +157,17 @@ describe('journal retention', () => {
     await engine.createVolume('v', { size: 256 * KiB, retention: { maxAgeSeconds: 60 } });
     const model = new ModelVolume('v', 256 * KiB, 4096, 4096);
     const first = patternBytes(3, 4096);
-    model.write(await engine.write('v', 0, first), Date.now(), 0, first);
+    model.write(await engine.write('v', 0, first), clock.now(), 0, first);
     const [old] = await engine.createMarker('old', ['v']);
     model.marker('old', old!.sequence, old!.createdAt.getTime());
     // A change between the marker and the snapshot, or the snapshot would still hold the marker.
     const between = patternBytes(6, 4096);
     const changed = await engine.write('v', 12288, between);
-    model.write(changed, Date.now(), 12288, between);
+    model.write(changed, clock.now(), 12288, between);
     const snapshot = await engine.createSnapshot('v', 'keep');
-    const cut = await nextMillisecond();
+    const cut = nextMillisecond();
     const second = patternBytes(4, 4096);
-    model.write(await engine.write('v', 4096, second), Date.now(), 4096, second);
+    model.write(await engine.write('v', 4096, second), clock.now(), 4096, second);
     const [recent] = await engine.createMarker('recent', ['v']);
     model.marker('recent', recent!.sequence, recent!.createdAt.getTime());
     await engine.write('v', 8192, patternBytes(5, 4096));
@@ -196,11 +198,11 @@ describe('journal retention', () => {
     await engine.createVolume('v', { size: 256 * KiB });
     await history('v', 4);
     await engine.setRetention('v', { maxAgeSeconds: 60 });
-    const first = await engine.enforceRetention('v', Date.now() + 61_000);
+    const first = await engine.enforceRetention('v', clock.now() + 61_000);
     expect(first.basesTaken.length).toBeGreaterThan(0);
-    await nextMillisecond();
+    nextMillisecond();
     await history('v', 4, 'n');
-    const second = await engine.enforceRetention('v', Date.now() + 61_000);
+    const second = await engine.enforceRetention('v', clock.now() + 61_000);
     expect(second.basesTaken.length).toBeGreaterThan(0);
     expect(second.basesDropped).toEqual(first.basesTaken.filter((b) => !second.basesTaken.includes(b)));
     const remaining = engine.listSnapshots('v', { includeInternal: true }).map((s) => s.name);
@@ -237,7 +239,7 @@ describe('journal retention', () => {
 
   it('never lets retention running in the background free what a restore is reading', async () => {
     await engine.close();
-    engine = await Engine.open({ store, segmentSize: 4 * KiB, upkeepIntervalMs: 0 });
+    engine = await Engine.open({ store, segmentSize: 4 * KiB, upkeepIntervalMs: 0, clock: clock.now });
     await engine.createVolume('v', { size: 256 * KiB, retention: { maxBytes: 12 * KiB } });
     const model = new ModelVolume('v', 256 * KiB, 4096, 4096);
     let restored = 0;
@@ -247,9 +249,9 @@ describe('journal retention', () => {
       // Each write rolls a segment, which starts retention in the background (a checkpoint,
       // a base snapshot, freeing); the restore starts at a different moment of it each time.
       const sequence = await engine.write('v', offset, data);
-      model.write(sequence, Date.now(), offset, data);
+      model.write(sequence, clock.now(), offset, data);
       await new Promise((resolve) => setTimeout(resolve, i % 8));
-      const point = i % 2 === 0 ? { sequence } : { time: new Date(Date.now()) };
+      const point = i % 2 === 0 ? { sequence } : { time: new Date(clock.now()) };
       try {
         await engine.restore({ volume: 'v', source: point, target: 'probe' });
       } catch (err) {

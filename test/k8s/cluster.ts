@@ -1,10 +1,11 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { PACKAGE_ROOT } from '../../src/api/proto.js';
 import { AdminClient } from '../../src/api/client.js';
 import { BIN } from '../cli/harness.js';
+import { CACHE, haveTool, root, type Requirement } from '../support/requirements.js';
 
 /**
  * A real control plane for the reconciler tests: etcd, kube-apiserver, kube-controller-manager
@@ -22,17 +23,17 @@ export const NAMESPACE = 'tidemark-e2e';
 export const STORAGE_CLASS = 'tidemark';
 export const SNAPSHOT_CLASS = 'tidemark';
 
-const cache = process.env.TIDEMARK_CACHE ?? path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'tidemark');
-export const K8S_BIN = path.join(cache, 'k8s', 'bin');
+export const K8S_BIN = path.join(CACHE, 'k8s', 'bin');
 
-/** Why the control plane cannot run here, or undefined when it can. Under CI a reason fails the run. */
-export function missingPrerequisite(): string | undefined {
-  if (process.getuid?.() !== 0) return 'the reconciler tests stage volumes (nbdfuse, loop devices, mounts) and need root';
-  const go = spawnSync('sh', ['-c', 'command -v go'], { stdio: 'ignore' }).status === 0;
-  const built = ['etcd', 'kube-apiserver', 'kube-controller-manager', 'kubectl', 'csi-provisioner', 'csi-snapshotter', 'snapshot-controller'].every((b) => fs.existsSync(path.join(K8S_BIN, b)));
-  if (!built && !go) return 'the Kubernetes binaries are not built and Go is missing to build them (hack/build-k8s.sh; install Go >= 1.25)';
-  return undefined;
-}
+/** What the control plane needs here (test/support/requirements.ts decides and says). */
+export const PREREQUISITES: Requirement[] = [
+  root('the reconciler tests stage volumes (nbdfuse, loop devices, mounts)'),
+  {
+    what: 'the Kubernetes binaries, or Go to build them',
+    present: () => ['etcd', 'kube-apiserver', 'kube-controller-manager', 'kubectl', 'csi-provisioner', 'csi-snapshotter', 'snapshot-controller'].every((b) => fs.existsSync(path.join(K8S_BIN, b))) || haveTool('go'),
+    install: 'hack/build-k8s.sh; install Go >= 1.25',
+  },
+];
 
 export interface KubectlResult {
   code: number;

@@ -3,7 +3,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { CsiClient } from '../csi/helpers.js';
 import { pattern } from '../cli/harness.js';
-import { Cluster, NAMESPACE, NODE, SNAPSHOT_CLASS, missingPrerequisite, until } from './cluster.js';
+import { needing } from '../support/requirements.js';
+import { Cluster, NAMESPACE, NODE, PREREQUISITES, SNAPSHOT_CLASS, until } from './cluster.js';
 
 /**
  * The RecoveryPoint and VolumeRestore reconcilers on a real control plane (etcd,
@@ -12,10 +13,7 @@ import { Cluster, NAMESPACE, NODE, SNAPSHOT_CLASS, missingPrerequisite, until } 
  * through the daemon's admin API, the same path as `tidemark volume write/read`.
  * Scenarios follow issue 7's list; they share one cluster and run in order.
  */
-const missing = missingPrerequisite();
-if (missing && process.env.CI === 'true') throw new Error(`${missing}; CI requires it`);
-if (missing) console.warn(`SKIPPED: ${missing}`);
-const suite = missing ? describe.skip : describe;
+const suite = needing(PREREQUISITES).describe;
 
 const KiB = 1024;
 const MiB = 1024 * KiB;

@@ -4,7 +4,8 @@
  */
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { KiB, MiB, patternBytes, requireTools, run, sha256, startHarness, type Harness } from './fixtures/harness.js';
+import { KiB, MiB, patternBytes, run, sha256, startHarness, type Harness } from './fixtures/harness.js';
+import { needing, tools } from '../support/requirements.js';
 
 let h: Harness;
 
@@ -41,8 +42,7 @@ function extentsOf(map: MapEntry[], type: number): Array<[number, number]> {
 }
 
 describe('qemu-io', () => {
-  test('writes, reads and verifies patterns, unaligned and with zeroes and discards', async () => {
-    if (!requireTools('qemu-io')) return;
+  needing(tools('qemu-io')).test('writes, reads and verifies patterns, unaligned and with zeroes and discards', async () => {
     await h.engine.createVolume('qio', { size: 32 * MiB });
     const { stdout } = await run('qemu-io', [
       '-f', 'raw',
@@ -71,8 +71,7 @@ describe('qemu-io', () => {
     expect(image.subarray(31 * MiB).every((b) => b === 0x77)).toBe(true);
   });
 
-  test('many requests in flight with aio', async () => {
-    if (!requireTools('qemu-io')) return;
+  needing(tools('qemu-io')).test('many requests in flight with aio', async () => {
     await h.engine.createVolume('aio', { size: 16 * MiB });
     const writes: string[] = [];
     const reads: string[] = [];
@@ -91,8 +90,7 @@ describe('qemu-io', () => {
 });
 
 describe('qemu-img', () => {
-  test('convert a local image into an export and back, compare round trips', async () => {
-    if (!requireTools('qemu-img')) return;
+  needing(tools('qemu-img')).test('convert a local image into an export and back, compare round trips', async () => {
     const size = 24 * MiB;
     await h.engine.createVolume('img', { size });
     const local = path.join(h.dir, 'local.img');
@@ -116,8 +114,7 @@ describe('qemu-img', () => {
 });
 
 describe('nbdcopy', () => {
-  test('copies a file into a volume, the volume out to a file, and volume to volume', async () => {
-    if (!requireTools('nbdcopy')) return;
+  needing(tools('nbdcopy')).test('copies a file into a volume, the volume out to a file, and volume to volume', async () => {
     const size = 32 * MiB;
     await h.engine.createVolume('copy-a', { size });
     await h.engine.createVolume('copy-b', { size });
@@ -137,8 +134,7 @@ describe('nbdcopy', () => {
 });
 
 describe('nbdinfo', () => {
-  test('--list shows every export', async () => {
-    if (!requireTools('nbdinfo')) return;
+  needing(tools('nbdinfo')).test('--list shows every export', async () => {
     await h.engine.createVolume('listed', { size: MiB });
     const { stdout } = await run('nbdinfo', ['--list', '--json', `nbd+unix:///?socket=${h.socket}`]);
     const listed = JSON.parse(stdout) as { exports: Array<{ 'export-name': string; 'export-size': number }> };
@@ -147,8 +143,7 @@ describe('nbdinfo', () => {
     expect(listed.exports.find((e) => e['export-name'] === 'listed')!['export-size']).toBe(MiB);
   });
 
-  test('--map shows base:allocation, and the dirty bitmap matches the writes since a snapshot', async () => {
-    if (!requireTools('nbdinfo', 'qemu-io', 'qemu-img')) return;
+  needing(tools('nbdinfo', 'qemu-io', 'qemu-img')).test('--map shows base:allocation, and the dirty bitmap matches the writes since a snapshot', async () => {
     const size = 16 * MiB;
     await h.engine.createVolume('mapped', { size });
     await run('qemu-io', ['-f', 'raw', '-c', 'write -P 1 0 256k', '-c', 'write -P 2 8M 64k', h.uri('mapped')]);

@@ -12,7 +12,8 @@ import { fileURLToPath } from 'node:url';
 import { Engine } from '../../src/engine/index.js';
 import { nbdUnixUri } from '../../src/nbd/index.js';
 import { silentLogger } from '../../src/util/log.js';
-import { KiB, requireTools } from './fixtures/harness.js';
+import { KiB } from './fixtures/harness.js';
+import { needing, tool } from '../support/requirements.js';
 
 const CHILD = fileURLToPath(new URL('./fixtures/serve-child.js', import.meta.url));
 const BLOCK = 64 * KiB;
@@ -120,8 +121,7 @@ async function trial(killAfterRound: number): Promise<void> {
   }
 }
 
-test('SIGKILL mid-write: everything flushed and every acknowledged FUA write survives', async () => {
-  if (!requireTools('qemu-io')) return;
+needing([tool('qemu-io')]).test('SIGKILL mid-write: everything flushed and every acknowledged FUA write survives', async () => {
   for (const killAfterRound of [3, 8, 12, 21, 29, 40]) await trial(killAfterRound);
 }, 120_000);
 

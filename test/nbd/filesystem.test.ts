@@ -3,11 +3,12 @@
  * a loop device (always), and the kernel nbd client with /dev/nbdN (where the kernel has
  * the nbd module). Files written before a marker come back exactly after a rewind to it.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { KiB, MiB, haveTool, patternBytes, requireRoot, requireTools, run, sha256, sleep, startHarness, type Harness } from './fixtures/harness.js';
+import { KiB, MiB, patternBytes, run, sha256, sleep, startHarness, type Harness } from './fixtures/harness.js';
+import { haveTool, needing, root, tools, type Requirement } from '../support/requirements.js';
 
 const SIZE = 128 * MiB;
 let h: Harness;
@@ -56,11 +57,20 @@ async function attachFuse(volume: string): Promise<Attachment> {
 }
 
 /** True when the kernel can do NBD itself; loads the module when modprobe is there. */
-async function kernelNbdAvailable(): Promise<boolean> {
+function kernelNbdAvailable(): boolean {
   if (existsSync('/sys/module/nbd') || existsSync('/dev/nbd0')) return existsSync('/dev/nbd0');
-  if (haveTool('modprobe')) await run('modprobe', ['nbd'], { allowFailure: true });
+  if (haveTool('modprobe')) spawnSync('modprobe', ['nbd'], { stdio: 'ignore' });
   return existsSync('/dev/nbd0');
 }
+
+/** Depends on the kernel, not on this project: skipped (and reported) where missing, even in CI. */
+const kernelNbd: Requirement = {
+  what: 'the kernel nbd module (/sys/module/nbd, /dev/nbd0)',
+  present: kernelNbdAvailable,
+  install: 'modprobe nbd, on a kernel that has it; only nbdfuse + loop ran',
+  optional: true,
+};
+const asRoot = root('losetup, nbd-client and mount');
 
 async function attachKernel(volume: string): Promise<Attachment> {
   let device: string | undefined;
@@ -141,19 +151,12 @@ async function scenario(volume: string, attach: (volume: string) => Promise<Atta
   }
 }
 
-test('ext4 on nbdfuse + loop: files written before a marker are back after a rewind, fsck clean', async () => {
-  if (!requireRoot() || !requireTools('nbdfuse', 'fusermount3', 'losetup', 'mkfs.ext4', 'fsck.ext4', 'mount')) return;
+needing([asRoot, ...tools('nbdfuse', 'fusermount3', 'losetup', 'mkfs.ext4', 'fsck.ext4', 'mount')]).test('ext4 on nbdfuse + loop: files written before a marker are back after a rewind, fsck clean', async () => {
   console.log('filesystem path: nbdfuse + loop device');
   await scenario('fs-fuse', attachFuse);
 }, 180_000);
 
-test('ext4 on the kernel nbd client (/dev/nbdN), where the kernel has the nbd module', async () => {
-  if (!requireRoot() || !requireTools('nbd-client', 'mkfs.ext4', 'fsck.ext4', 'mount')) return;
-  if (!(await kernelNbdAvailable())) {
-    // Depends on the kernel, not on this project: reported, not failed, even in CI.
-    console.log('filesystem path: kernel nbd client NOT AVAILABLE (no nbd module: /sys/module/nbd and /dev/nbd0 are missing); only nbdfuse + loop ran');
-    return;
-  }
+needing([asRoot, ...tools('nbd-client', 'mkfs.ext4', 'fsck.ext4', 'mount'), kernelNbd]).test('ext4 on the kernel nbd client (/dev/nbdN), where the kernel has the nbd module', async () => {
   console.log('filesystem path: kernel nbd client (nbd-client -unix, /dev/nbdN)');
   await scenario('fs-kernel', attachKernel);
 }, 180_000);
