@@ -1,5 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import { TidemarkError, classifyError, type ErrorCode } from '../util/errors.js';
+import { grpcStatusFor } from '../util/grpc.js';
 
 /** Trailing metadata key with the engine's own error code. */
 export const TIDEMARK_CODE_KEY = 'tidemark-code';
@@ -17,36 +18,6 @@ const ERROR_CODES: readonly ErrorCode[] = [
   'UNAVAILABLE',
   'INTERNAL',
 ];
-
-/**
- * The gRPC status for each engine code. EXPIRED and BUSY have no gRPC equivalent of their
- * own: both mean "not now, not like this" and need the caller to change something first (pick
- * a newer point; detach the volume or force), which is FAILED_PRECONDITION rather than
- * ABORTED's "retry the same call". The `tidemark-code` trailer tells them apart.
- */
-export function grpcStatusFor(code: ErrorCode): grpc.status {
-  switch (code) {
-    case 'INVALID_ARGUMENT':
-      return grpc.status.INVALID_ARGUMENT;
-    case 'NOT_FOUND':
-      return grpc.status.NOT_FOUND;
-    case 'ALREADY_EXISTS':
-      return grpc.status.ALREADY_EXISTS;
-    case 'OUT_OF_RANGE':
-      return grpc.status.OUT_OF_RANGE;
-    case 'FAILED_PRECONDITION':
-    case 'EXPIRED':
-    case 'BUSY':
-      return grpc.status.FAILED_PRECONDITION;
-    case 'RESOURCE_EXHAUSTED':
-      return grpc.status.RESOURCE_EXHAUSTED;
-    case 'UNAVAILABLE':
-    case 'STORE_LOCKED':
-      return grpc.status.UNAVAILABLE;
-    default:
-      return grpc.status.INTERNAL;
-  }
-}
 
 /** The engine code a gRPC status stands for when the server sent no `tidemark-code`. */
 function codeForStatus(status: grpc.status): ErrorCode {

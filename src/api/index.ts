@@ -1,4 +1,4 @@
 export { AdminClient, type DaemonStatus, type DiffResult, type ReadOptions, type WriteOptions, type WriteResult } from './client.js';
-export { TIDEMARK_CODE_KEY, grpcStatusFor } from './errors.js';
-export { ADMIN_PROTO_PATH, adminServiceDefinition, packageVersion } from './proto.js';
+export { TIDEMARK_CODE_KEY } from './errors.js';
+export { ADMIN_PROTO_PATH, adminServiceDefinition } from './proto.js';
 export { AdminServer, type AdminServerOptions } from './server.js';

@@ -1,15 +1,14 @@
 import { once } from 'node:events';
-import * as fs from 'node:fs/promises';
-import * as net from 'node:net';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import type { Engine, Extent, RestoreRequest, RestoreSource, RetentionPolicy } from '../engine/index.js';
 import { TidemarkError, classifyError, invalidArgument, outOfRange } from '../util/errors.js';
-import { PRIVATE_FILE_MODE, makePrivateDir, withPrivateUmask } from '../util/files.js';
+import { MAX_SOCKET_PATH, listenPrivately, logCall, serverStreamCall, shutDown, unaryCall, type CallIds, type CallStyle, type SocketWording } from '../util/grpc.js';
 import type { Logger } from '../util/log.js';
+import { packageVersion } from '../util/package.js';
 import { parseRfc3339 } from '../util/time.js';
 import { toServiceError } from './errors.js';
-import { CHANNEL_OPTIONS, CHUNK_SIZE, adminServiceDefinition, packageVersion, unixAddress } from './proto.js';
+import { CHANNEL_OPTIONS, CHUNK_SIZE, adminServiceDefinition } from './proto.js';
 import * as v from './validate.js';
 import { encodeMarker, encodeResult, encodeSnapshot, encodeVolume } from './wire.js';
 
@@ -17,9 +16,6 @@ export interface AdminServerOptions {
   /** Reported by GetStatus; the Kubernetes node this daemon serves. */
   nodeId?: string;
 }
-
-/** The ids a call touched, for its log line. Never data. */
-type CallIds = Record<string, string | number | boolean | string[] | undefined>;
 
 type UnaryHandler = (request: v.Fields, ids: CallIds) => Promise<v.Fields> | v.Fields;
 
@@ -29,8 +25,8 @@ const READ_ONLY = new Set(['ListVolumes', 'GetVolume', 'ReadVolume', 'ListSnapsh
 /** Client-stream writes kept in flight at once, so the engine can batch them. */
 const WRITES_IN_FLIGHT = 8;
 
-/** Longest unix socket path Linux accepts (sun_path is 108 bytes with the final NUL). */
-const MAX_SOCKET_PATH = 107;
+/** How the admin socket is named in errors about it. */
+const SOCKET_WORDING: SocketWording = { what: 'admin socket', setting: '--admin-socket', holder: 'another tidemark daemon' };
 
 /**
  * The admin gRPC API (`tidemark.v1.Admin`) on a unix socket. Every request field is checked
@@ -41,12 +37,27 @@ export class AdminServer {
   private server: grpc.Server | undefined;
   private socketPath: string | undefined;
   private readonly startedAt = new Date();
+  /**
+   * How admin calls are logged and answered: a failure is logged with the engine's code, and
+   * answered with its gRPC status and the engine's code in the `tidemark-code` trailer.
+   */
+  private readonly style: CallStyle;
 
   constructor(
     private readonly engine: Engine,
     private readonly logger: Logger,
     private readonly options: AdminServerOptions = {},
-  ) {}
+  ) {
+    // Set here, not as a field initializer, because it needs the logger the constructor takes.
+    this.style = {
+      logger,
+      kind: 'admin',
+      failure: (err, rpc) => {
+        const error = classifyError(err, rpc);
+        return { code: error.code, message: error.message, internal: error.code === 'INTERNAL', status: toServiceError(error) };
+      },
+    };
+  }
 
   /** The socket the server listens on, once listening. */
   get address(): string | undefined {
@@ -59,23 +70,10 @@ export class AdminServer {
     if (Buffer.byteLength(resolved) > MAX_SOCKET_PATH) {
       throw invalidArgument(`admin socket path ${resolved} is longer than the ${MAX_SOCKET_PATH} bytes a unix socket allows; choose a shorter --admin-socket`);
     }
-    await makePrivateDir(path.dirname(resolved)).catch((err: unknown) => {
-      throw classifyError(err, `creating the directory of admin socket ${resolved}`);
-    });
-    await clearStaleSocket(resolved);
     const server = new grpc.Server(CHANNEL_OPTIONS);
     server.addService(adminServiceDefinition(), this.handlers());
-    await withPrivateUmask(
-      () =>
-        new Promise<void>((resolve, reject) => {
-          server.bindAsync(unixAddress(resolved), grpc.ServerCredentials.createInsecure(), (err) => {
-            if (err) reject(classifyError(err, `listening on admin socket ${resolved}`));
-            else resolve();
-          });
-        }),
-    );
     // The API reads and rewrites whole volumes: only the daemon's own user may use it.
-    await fs.chmod(resolved, PRIVATE_FILE_MODE);
+    await listenPrivately(server, resolved, SOCKET_WORDING);
     this.server = server;
     this.socketPath = resolved;
     this.logger.info('admin API listening', { socket: resolved });
@@ -86,67 +84,18 @@ export class AdminServer {
     const server = this.server;
     if (!server) return;
     this.server = undefined;
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        server.forceShutdown();
-        resolve();
-      }, graceMs);
-      server.tryShutdown(() => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
-    if (this.socketPath) await fs.rm(this.socketPath, { force: true }).catch(() => undefined);
+    await shutDown(server, graceMs, this.socketPath);
     this.logger.info('admin API stopped', { socket: this.socketPath });
   }
 
   // ---- plumbing --------------------------------------------------------------------------
 
-  private logOutcome(rpc: string, ids: CallIds, started: number, error?: TidemarkError): void {
-    const durationMs = Date.now() - started;
-    if (!error) {
-      this.logger.log(READ_ONLY.has(rpc) ? 'debug' : 'info', 'admin call', { rpc, ...ids, outcome: 'ok', durationMs });
-      return;
-    }
-    // A client that went away is its own business; an INTERNAL error otherwise is ours.
-    const level = error.code === 'INTERNAL' && !ids.cancelled ? 'error' : 'warn';
-    this.logger.log(level, 'admin call failed', { rpc, ...ids, outcome: 'error', code: error.code, error: error.message, durationMs });
-  }
-
   private unary(rpc: string, handler: UnaryHandler): grpc.handleUnaryCall<unknown, v.Fields> {
-    return (call, callback) => {
-      const started = Date.now();
-      const ids: CallIds = {};
-      void (async () => {
-        try {
-          const response = await handler(v.fields(call.request, 'request'), ids);
-          this.logOutcome(rpc, ids, started);
-          callback(null, response);
-        } catch (err) {
-          const error = classifyError(err, rpc);
-          this.logOutcome(rpc, ids, started, error);
-          callback(toServiceError(error));
-        }
-      })();
-    };
+    return unaryCall(this.style, rpc, (request, ids) => handler(v.fields(request, 'request'), ids), READ_ONLY.has(rpc));
   }
 
   private serverStream(rpc: string, handler: (request: v.Fields, ids: CallIds, call: grpc.ServerWritableStream<unknown, v.Fields>) => Promise<void>) {
-    return (call: grpc.ServerWritableStream<unknown, v.Fields>) => {
-      const started = Date.now();
-      const ids: CallIds = {};
-      void (async () => {
-        try {
-          await handler(v.fields(call.request, 'request'), ids, call);
-          this.logOutcome(rpc, ids, started);
-          call.end();
-        } catch (err) {
-          const error = classifyError(err, rpc);
-          this.logOutcome(rpc, { ...ids, cancelled: call.cancelled || undefined }, started, error);
-          if (!call.cancelled) call.emit('error', toServiceError(error));
-        }
-      })();
-    };
+    return serverStreamCall<unknown, v.Fields>(this.style, rpc, (request, ids, call) => handler(v.fields(request, 'request'), ids, call), READ_ONLY.has(rpc));
   }
 
   private handlers(): grpc.UntypedServiceImplementation {
@@ -202,13 +151,13 @@ export class AdminServer {
         const ids: CallIds = {};
         void this.writeVolume(call, ids).then(
           (response) => {
-            this.logOutcome('WriteVolume', ids, started);
+            logCall(this.style, 'WriteVolume', ids, started, false);
             callback(null, response);
           },
           (err: unknown) => {
-            const error = classifyError(err, 'WriteVolume');
-            this.logOutcome('WriteVolume', { ...ids, cancelled: call.cancelled || undefined }, started, error);
-            callback(toServiceError(error));
+            const failure = this.style.failure(err, 'WriteVolume');
+            logCall(this.style, 'WriteVolume', { ...ids, cancelled: call.cancelled || undefined }, started, false, failure);
+            callback(failure.status);
           },
         );
       },
@@ -368,40 +317,6 @@ export class AdminServer {
     if (flush) sequence = Math.max(sequence, await this.engine.flush(volume));
     return { bytesWritten: written, sequence, flushed: flush };
   }
-}
-
-/**
- * A socket file left by a daemon that died is removed; one that another daemon still
- * answers on is not touched, and neither is anything that is not a socket.
- */
-async function clearStaleSocket(socketPath: string): Promise<void> {
-  let stat;
-  try {
-    stat = await fs.lstat(socketPath);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw classifyError(err, `checking admin socket ${socketPath}`);
-  }
-  if (!stat.isSocket()) {
-    throw new TidemarkError('FAILED_PRECONDITION', `${socketPath} exists and is not a socket; move it away or choose another --admin-socket`);
-  }
-  if (await answers(socketPath)) {
-    throw new TidemarkError('STORE_LOCKED', `another tidemark daemon answers on ${socketPath}; stop it first or choose another --admin-socket`);
-  }
-  await fs.rm(socketPath, { force: true });
-}
-
-function answers(socketPath: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.createConnection(socketPath);
-    const done = (result: boolean) => {
-      socket.destroy();
-      resolve(result);
-    };
-    socket.setTimeout(2000, () => done(true));
-    socket.once('connect', () => done(true));
-    socket.once('error', () => done(false));
-  });
 }
 
 async function drained(call: grpc.ServerWritableStream<unknown, v.Fields>): Promise<void> {

@@ -1,6 +1,6 @@
 import { Command, CommanderError } from 'commander';
-import { packageVersion } from '../api/proto.js';
 import { TidemarkError, classifyError } from '../util/errors.js';
+import { packageVersion } from '../util/package.js';
 import { registerDiffCommand } from './commands/diff.js';
 import { registerMarkerCommands } from './commands/marker.js';
 import { registerRestoreCommand } from './commands/restore.js';

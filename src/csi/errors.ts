@@ -1,6 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
-import { grpcStatusFor } from '../api/errors.js';
 import { TidemarkError, classifyError } from '../util/errors.js';
+import { grpcStatusFor } from '../util/grpc.js';
 
 /**
  * An error with the exact gRPC code the CSI spec prescribes for a call. Engine errors

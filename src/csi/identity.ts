@@ -1,6 +1,6 @@
 import * as fs from 'node:fs/promises';
 import type * as grpc from '@grpc/grpc-js';
-import { packageVersion } from '../api/proto.js';
+import { packageVersion } from '../util/package.js';
 import type { CsiContext } from './context.js';
 import { failedPrecondition } from './errors.js';
 import { DRIVER_NAME } from './handles.js';

@@ -1,5 +1,5 @@
 /**
- * The shapes of csi.v1 messages as @grpc/proto-loader hands them over with CSI_LOADER_OPTIONS
+ * The shapes of csi.v1 messages as @grpc/proto-loader hands them over with PROTO_LOADER_OPTIONS
  * (camelCase names, int64 as decimal strings, enums as names, defaults filled in, absent
  * messages as null, oneof members named by a virtual field). Only what tidemark reads or
  * writes is typed. Outgoing int64 fields may be numbers: protobufjs encodes either.

@@ -1,6 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
+import { PROTO_LOADER_OPTIONS } from '../util/grpc.js';
 
 /** Beside this module, where `npm run build` copies it (hack/copy-protos.mjs), like admin.proto. */
 export const CSI_PROTO_PATH = fileURLToPath(new URL('csi.proto', import.meta.url));
@@ -8,25 +9,12 @@ export const CSI_PROTO_PATH = fileURLToPath(new URL('csi.proto', import.meta.url
 /** The CSI release csi.proto follows; reported in the plugin manifest. */
 export const CSI_SPEC_VERSION = '1.13.0';
 
-/**
- * int64 fields arrive as decimal strings so that no size is silently rounded; enums as their
- * names; absent scalars as zero values; a oneof's set member is named by a virtual field
- * (`accessType`, `type`). Messages that are absent arrive as null.
- */
-export const CSI_LOADER_OPTIONS: protoLoader.Options = {
-  keepCase: false,
-  longs: String,
-  enums: String,
-  defaults: true,
-  oneofs: true,
-};
-
 export type CsiServiceName = 'Identity' | 'Controller' | 'GroupController' | 'SnapshotMetadata' | 'Node';
 
 let definition: protoLoader.PackageDefinition | undefined;
 
 function packageDefinition(): protoLoader.PackageDefinition {
-  definition ??= protoLoader.loadSync(CSI_PROTO_PATH, CSI_LOADER_OPTIONS);
+  definition ??= protoLoader.loadSync(CSI_PROTO_PATH, PROTO_LOADER_OPTIONS);
   return definition;
 }
 

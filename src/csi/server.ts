@@ -1,10 +1,8 @@
-import * as fs from 'node:fs/promises';
-import * as net from 'node:net';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import type { Engine } from '../engine/index.js';
-import { TidemarkError, classifyError, invalidArgument } from '../util/errors.js';
-import { PRIVATE_FILE_MODE, makePrivateDir, withPrivateUmask } from '../util/files.js';
+import { TidemarkError, invalidArgument } from '../util/errors.js';
+import { MAX_SOCKET_PATH, listenPrivately, shutDown, type SocketWording } from '../util/grpc.js';
 import type { Logger } from '../util/log.js';
 import type { CsiContext } from './context.js';
 import { controllerService } from './controller.js';
@@ -30,8 +28,8 @@ export interface CsiServerOptions {
   node?: Partial<NodeServiceOptions>;
 }
 
-/** Longest unix socket path Linux accepts (sun_path is 108 bytes with the final NUL). */
-const MAX_SOCKET_PATH = 107;
+/** How the CSI socket is named in errors about it. */
+const SOCKET_WORDING: SocketWording = { what: 'CSI socket', setting: 'CSI endpoint', holder: 'something already' };
 
 /** The socket path of a `unix://` endpoint, checked. */
 /** Where the node service keeps its attachment and staging records. */
@@ -88,10 +86,6 @@ export class CsiServer {
     };
     await this.recover(ctx);
 
-    await makePrivateDir(path.dirname(this.socketPath)).catch((err: unknown) => {
-      throw classifyError(err, `creating the directory of CSI socket ${this.socketPath}`);
-    });
-    await clearStaleSocket(this.socketPath);
     const server = new grpc.Server();
     const services: [CsiServiceName, grpc.UntypedServiceImplementation][] = [
       ['Identity', identityService(ctx)],
@@ -108,18 +102,9 @@ export class CsiServer {
       ],
     ];
     for (const [name, implementation] of services) server.addService(csiServiceDefinition(name), implementation);
-    await withPrivateUmask(
-      () =>
-        new Promise<void>((resolve, reject) => {
-          server.bindAsync(`unix:${this.socketPath}`, grpc.ServerCredentials.createInsecure(), (err) => {
-            if (err) reject(classifyError(err, `listening on CSI socket ${this.socketPath}`));
-            else resolve();
-          });
-        }),
-    );
     // Only the kubelet (root) and the daemon's own user call CSI; its calls attach, format and
     // delete volumes.
-    await fs.chmod(this.socketPath, PRIVATE_FILE_MODE);
+    await listenPrivately(server, this.socketPath, SOCKET_WORDING);
     this.server = server;
     this.started = true;
     this.logger.info('CSI services listening', { endpoint: this.options.endpoint, node: this.handles.nodeId });
@@ -151,43 +136,7 @@ export class CsiServer {
     if (!server) return;
     this.stopping = true;
     this.server = undefined;
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        server.forceShutdown();
-        resolve();
-      }, graceMs);
-      server.tryShutdown(() => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
-    await fs.rm(this.socketPath, { force: true }).catch(() => undefined);
+    await shutDown(server, graceMs, this.socketPath);
     this.logger.info('CSI services stopped', { endpoint: this.options.endpoint });
   }
-}
-
-async function clearStaleSocket(socketPath: string): Promise<void> {
-  let stat;
-  try {
-    stat = await fs.lstat(socketPath);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw classifyError(err, `checking CSI socket ${socketPath}`);
-  }
-  if (!stat.isSocket()) throw new TidemarkError('FAILED_PRECONDITION', `${socketPath} exists and is not a socket; move it away or choose another CSI endpoint`);
-  if (await answers(socketPath)) throw new TidemarkError('STORE_LOCKED', `something already answers on ${socketPath}; stop it first or choose another CSI endpoint`);
-  await fs.rm(socketPath, { force: true });
-}
-
-function answers(socketPath: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.createConnection(socketPath);
-    const done = (result: boolean) => {
-      socket.destroy();
-      resolve(result);
-    };
-    socket.setTimeout(2000, () => done(true));
-    socket.once('connect', () => done(true));
-    socket.once('error', () => done(false));
-  });
 }

@@ -1,6 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
-import { fromServiceError, grpcStatusFor, toServiceError } from '../../src/api/errors.js';
+import { fromServiceError, toServiceError } from '../../src/api/errors.js';
 import { TidemarkError, type ErrorCode } from '../../src/util/errors.js';
+import { grpcStatusFor } from '../../src/util/grpc.js';
 
 const table: [ErrorCode, grpc.status][] = [
   ['INVALID_ARGUMENT', grpc.status.INVALID_ARGUMENT],

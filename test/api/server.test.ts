@@ -2,9 +2,9 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { AdminClient } from '../../src/api/client.js';
-import { PACKAGE_ROOT } from '../../src/api/proto.js';
 import type { RestoreProgress } from '../../src/engine/index.js';
 import { TidemarkError } from '../../src/util/errors.js';
+import { PACKAGE_ROOT } from '../../src/util/package.js';
 import { TestClock } from '../support/clock.js';
 import { pattern, rawServerStream, rawUnary, rawWrite, startHarness, tidemarkCode, type Harness } from './harness.js';
 

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadAllYaml } from '@kubernetes/client-node';
-import { PACKAGE_ROOT } from '../../src/api/proto.js';
+import { PACKAGE_ROOT } from '../../src/util/package.js';
 import { CACHE, needing, root, type Requirement } from '../support/requirements.js';
 
 /**

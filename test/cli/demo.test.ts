@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { PACKAGE_ROOT } from '../../src/api/proto.js';
+import { PACKAGE_ROOT } from '../../src/util/package.js';
 
 /** The README's main job, run as users run it: the demo must pass and clean up after itself. */
 describe('hack/demo.sh', () => {

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
-import { PACKAGE_ROOT } from '../../src/api/proto.js';
+import { PACKAGE_ROOT } from '../../src/util/package.js';
 
 /** The real command, as users run it. */
 export const BIN = path.join(PACKAGE_ROOT, 'bin', 'tidemark');

@@ -10,8 +10,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { PACKAGE_ROOT } from '../../src/api/proto.js';
 import { csiClientConstructor } from '../../src/csi/index.js';
+import { PACKAGE_ROOT } from '../../src/util/package.js';
 
 let dir: string;
 let app: string;

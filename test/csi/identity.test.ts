@@ -1,6 +1,6 @@
 import * as fs from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
-import { packageVersion } from '../../src/api/proto.js';
+import { packageVersion } from '../../src/util/package.js';
 import { NODE, startHarness, type Harness } from './helpers.js';
 
 describe('CSI Identity service', () => {

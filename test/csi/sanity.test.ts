@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { PACKAGE_ROOT } from '../../src/api/proto.js';
+import { PACKAGE_ROOT } from '../../src/util/package.js';
 import { CACHE, haveTool, needing, root } from '../support/requirements.js';
 
 /**

@@ -2,8 +2,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { PACKAGE_ROOT } from '../../src/api/proto.js';
 import { AdminClient } from '../../src/api/client.js';
+import { PACKAGE_ROOT } from '../../src/util/package.js';
 import { BIN } from '../cli/harness.js';
 import { CACHE, haveTool, root, type Requirement } from '../support/requirements.js';
 
