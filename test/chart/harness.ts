@@ -1,10 +1,13 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadAllYaml } from '@kubernetes/client-node';
 import { PACKAGE_ROOT } from '../../src/util/package.js';
+import { HostProcess, run, until, type Result } from '../support/processes.js';
 import { CACHE, needing, root, type Requirement } from '../support/requirements.js';
+
+export { HostProcess, run, until, type Result };
 
 /**
  * Shared pieces of the packaging tests (test/chart): the chart, helm and kubectl from the
@@ -42,30 +45,6 @@ export const rootUser: Requirement = root('the image test runs a private contain
 
 /** `describe`, or `describe.skip` with a warning naming what is missing (test/support/requirements.ts). */
 export const suiteNeeding = (requirements: Requirement[]): jest.Describe => needing(requirements).describe;
-
-export interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-export function run(command: string, args: string[], options: { input?: string; env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {}): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { env: options.env ?? process.env, cwd: options.cwd ?? ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 120_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? 1, stdout, stderr });
-    });
-    child.stdin.on('error', () => undefined);
-    child.stdin.end(options.input ?? '');
-  });
-}
 
 /** A command that must succeed; its stdout. */
 export async function must(command: string, args: string[], options: Parameters<typeof run>[2] = {}): Promise<string> {
@@ -215,72 +194,6 @@ export class ControlPlane {
     ].join('\n');
     fs.writeFileSync(file, text, { mode: 0o600 });
     return file;
-  }
-}
-
-export async function until(what: string, check: () => Promise<boolean>, timeoutMs: number, context: () => string = () => ''): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError: unknown;
-  while (Date.now() < deadline) {
-    try {
-      if (await check()) return;
-      lastError = undefined;
-    } catch (err) {
-      lastError = err;
-    }
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? ` (last error: ${String(lastError)})` : ''}\n${context()}`);
-}
-
-/** A long-running host process whose output is kept; restarted when it exits, as the kubelet would. */
-export class HostProcess {
-  private child: ChildProcess | undefined;
-  private stopping = false;
-  output = '';
-  restarts = 0;
-
-  constructor(
-    readonly name: string,
-    readonly command: string,
-    readonly args: string[],
-    private readonly env: NodeJS.ProcessEnv,
-    private readonly restartOnExit = true,
-  ) {}
-
-  start(): void {
-    this.stopping = false;
-    const child = spawn(this.command, this.args, { env: this.env, stdio: ['ignore', 'pipe', 'pipe'] });
-    this.child = child;
-    const keep = (chunk: Buffer) => {
-      this.output += chunk.toString();
-      if (this.output.length > 4_000_000) this.output = this.output.slice(-2_000_000);
-    };
-    child.stdout!.on('data', keep);
-    child.stderr!.on('data', keep);
-    child.on('exit', (code, signal) => {
-      if (this.child !== child || this.stopping) return;
-      this.output += `\n[${this.name} exited: ${code ?? signal}]\n`;
-      if (!this.restartOnExit) return;
-      this.restarts++;
-      setTimeout(() => {
-        if (!this.stopping && this.child === child) this.start();
-      }, 500).unref();
-    });
-  }
-
-  async stop(): Promise<void> {
-    this.stopping = true;
-    const child = this.child;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-      child.once('exit', () => {
-        clearTimeout(timer);
-        resolve();
-      });
-      child.kill('SIGTERM');
-    });
   }
 }
 

@@ -1,11 +1,13 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { AdminClient } from '../../src/api/client.js';
 import { PACKAGE_ROOT } from '../../src/util/package.js';
 import { BIN } from '../cli/harness.js';
+import { HostProcess, run, until, type Result } from '../support/processes.js';
 import { CACHE, haveTool, root, type Requirement } from '../support/requirements.js';
+
+export { until };
 
 /**
  * A real control plane for the reconciler tests: etcd, kube-apiserver, kube-controller-manager
@@ -34,83 +36,6 @@ export const PREREQUISITES: Requirement[] = [
     install: 'hack/build-k8s.sh; install Go >= 1.25',
   },
 ];
-
-export interface KubectlResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function run(command: string, args: string[], options: { input?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<KubectlResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { env: options.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 60_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? 1, stdout, stderr });
-    });
-    child.stdin.end(options.input ?? '');
-  });
-}
-
-/** A long-running host process whose output is kept, restarted when asked. */
-class HostProcess {
-  private child: ChildProcess | undefined;
-  output = '';
-  private stopping = false;
-  restarts = 0;
-
-  constructor(
-    readonly name: string,
-    private readonly command: string,
-    private readonly args: string[],
-    private readonly env: NodeJS.ProcessEnv,
-    /** Sidecars exit when the driver restarts; as containers the kubelet restarts them, here we do. */
-    private readonly restartOnExit: boolean,
-  ) {}
-
-  start(): void {
-    this.stopping = false;
-    const child = spawn(this.command, this.args, { env: this.env, stdio: ['ignore', 'pipe', 'pipe'] });
-    this.child = child;
-    const keep = (chunk: Buffer) => {
-      this.output += chunk.toString();
-      if (this.output.length > 4_000_000) this.output = this.output.slice(-2_000_000);
-    };
-    child.stdout!.on('data', keep);
-    child.stderr!.on('data', keep);
-    child.on('exit', () => {
-      if (this.child !== child || this.stopping || !this.restartOnExit) return;
-      this.restarts++;
-      setTimeout(() => {
-        if (!this.stopping && this.child === child) this.start();
-      }, 500).unref();
-    });
-  }
-
-  get pid(): number | undefined {
-    return this.child?.pid;
-  }
-
-  kill(signal: NodeJS.Signals): Promise<void> {
-    const child = this.child;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-    return new Promise((resolve) => {
-      child.once('exit', () => resolve());
-      child.kill(signal);
-    });
-  }
-
-  async stop(): Promise<void> {
-    this.stopping = true;
-    await this.kill('SIGTERM');
-  }
-}
 
 export class Cluster {
   readonly kubeconfig: string;
@@ -143,7 +68,7 @@ export class Cluster {
     return cluster;
   }
 
-  async kubectl(args: string[], input?: string): Promise<KubectlResult> {
+  async kubectl(args: string[], input?: string): Promise<Result> {
     return run(path.join(K8S_BIN, 'kubectl'), ['--kubeconfig', this.kubeconfig, ...args], input !== undefined ? { input } : {});
   }
 
@@ -319,19 +244,4 @@ export class Cluster {
     };
     return list.items.sort((a, b) => a.metadata.creationTimestamp.localeCompare(b.metadata.creationTimestamp)).map((e) => `${e.type} ${e.reason}: ${e.message}`);
   }
-}
-
-export async function until(what: string, check: () => Promise<boolean>, timeoutMs: number, context: () => string = () => ''): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError: unknown;
-  while (Date.now() < deadline) {
-    try {
-      if (await check()) return;
-      lastError = undefined;
-    } catch (err) {
-      lastError = err;
-    }
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? ` (last error: ${String(lastError)})` : ''}\n${context()}`);
 }
