@@ -93,7 +93,7 @@ export interface VolumeRestoreStatus {
   startedAt?: string;
   completedAt?: string;
   method?: string;
-  restoredTo?: { sequence: string; time?: string };
+  restoredTo?: { sequence?: string; time?: string };
   newClaimName?: string;
   volumeSnapshotName?: string;
   conditions?: Condition[];

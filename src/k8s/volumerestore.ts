@@ -66,7 +66,7 @@ class Wait extends Error {
 /** Where the data comes from, once the source object has been followed to the engine. */
 type ResolvedSource =
   | { kind: 'engine'; source: RestoreSource; pointTime?: string; description: string }
-  | { kind: 'volumeSnapshot'; name: string; description: string };
+  | { kind: 'volumeSnapshot'; name: string; description: string; point?: { sequence?: string; time?: string } };
 
 export async function reconcileVolumeRestore(ctx: ReconcilerContext, namespace: string, name: string): Promise<Outcome | void> {
   const raw = await ctx.kube.get(VOLUME_RESTORES, namespace, name);
@@ -173,7 +173,6 @@ async function resolveSource(ctx: ReconcilerContext, restore: VolumeRestore, cla
     | { status?: { boundVolumeSnapshotContentName?: string; readyToUse?: boolean; creationTime?: string; error?: { message?: string } } }
     | undefined;
   if (!snapshot) throw new RestoreFailure('SnapshotNotFound', `VolumeSnapshot ${namespace}/${snapshotName} does not exist`);
-  if (restore.spec.newClaimName) return { kind: 'volumeSnapshot', name: snapshotName, description: `VolumeSnapshot ${snapshotName}` };
   const contentName = snapshot.status?.boundVolumeSnapshotContentName;
   if (!contentName || snapshot.status?.readyToUse !== true) {
     const why = snapshot.status?.error?.message ? `: ${snapshot.status.error.message}` : '';
@@ -184,6 +183,18 @@ async function resolveSource(ctx: ReconcilerContext, restore: VolumeRestore, cla
   if (!content || !handle) throw new Wait('Pending', 'WaitingForSnapshot', `waiting for VolumeSnapshotContent ${contentName} to report its snapshot handle`);
   if (content.spec?.driver !== DRIVER_NAME) throw new RestoreFailure('NotTidemarkSnapshot', `VolumeSnapshot ${snapshotName} was taken by ${content.spec?.driver ?? 'an unknown driver'}, not ${DRIVER_NAME}`);
   const [node, volume, engineSnapshot] = handle.split(':');
+  if (restore.spec.newClaimName) {
+    // The new claim is provisioned from the VolumeSnapshot itself; the engine only tells which
+    // journal point it holds, when the snapshot lives here.
+    const sequence = node === ctx.node && volume && ctx.engine.has(volume) ? ctx.engine.listSnapshots(volume).find((s) => s.name === engineSnapshot)?.sequence : undefined;
+    const time = snapshot.status?.creationTime;
+    return {
+      kind: 'volumeSnapshot',
+      name: snapshotName,
+      description: `VolumeSnapshot ${snapshotName}`,
+      point: { ...(sequence !== undefined ? { sequence: String(sequence) } : {}), ...(time ? { time } : {}) },
+    };
+  }
   if (volume !== claim.volume || node !== claim.node || !engineSnapshot) {
     throw new RestoreFailure(
       'SnapshotOfAnotherVolume',
@@ -349,7 +360,7 @@ async function restoreIntoNewClaim(ctx: ReconcilerContext, restore: VolumeRestor
   return succeed(ctx, current, {
     bytesTotal: progress.bytesTotal || size,
     bytesRestored: progress.bytesRestored || size,
-    restoredTo: restoredTo ?? { sequence: 'snapshot', ...(source.kind === 'engine' && source.pointTime ? { time: source.pointTime } : {}) },
+    restoredTo: restoredTo ?? (source.kind === 'volumeSnapshot' ? (source.point ?? {}) : source.pointTime ? { time: source.pointTime } : {}),
     method,
     message: `restored ${claim.claim} from ${source.description} into the new claim ${newName}`,
     newClaimName: newName,
@@ -362,7 +373,7 @@ async function stagePoint(
   restore: VolumeRestore,
   claim: TidemarkClaim,
   source: Extract<ResolvedSource, { kind: 'engine' }>,
-): Promise<{ restoredTo: { sequence: string; time?: string }; progress: RestoreProgress; method: string } | undefined> {
+): Promise<{ restoredTo: { sequence?: string; time?: string }; progress: RestoreProgress; method: string } | undefined> {
   const staging = stagingNameFor(restore.metadata.uid);
   if (ctx.engine.has(staging) && ctx.engine.listSnapshots(staging).some((s) => s.name === staging)) return undefined;
   if (ctx.engine.has(staging)) await ctx.engine.deleteVolume(staging, { force: true });
@@ -461,7 +472,7 @@ async function setPhase(ctx: ReconcilerContext, restore: VolumeRestore, phase: V
 async function succeed(
   ctx: ReconcilerContext,
   restore: VolumeRestore,
-  outcome: { bytesTotal: number; bytesRestored: number; restoredTo: { sequence: string; time?: string }; method: string; message: string; newClaimName?: string },
+  outcome: { bytesTotal: number; bytesRestored: number; restoredTo: { sequence?: string; time?: string }; method: string; message: string; newClaimName?: string },
 ): Promise<Outcome> {
   let conditions = progressing(ctx, restore, 'False', 'Succeeded', outcome.message);
   conditions = setCondition(conditions, { type: 'Succeeded', status: 'True', reason: 'Restored', message: outcome.message, observedGeneration: restore.metadata.generation }, ctx.now());

@@ -188,6 +188,19 @@ suite('reconcilers on a real control plane', () => {
     });
     const clone = await cluster.boundVolume('from-snap');
     expect(sha(await read(clone.volume))).toBe(sha(stateA));
+    // The same through a VolumeRestore into a new claim, which reports the snapshot's point.
+    await cluster.apply({
+      apiVersion: 'tidemark.dev/v1alpha1',
+      kind: 'VolumeRestore',
+      metadata: { name: 'snap-copy', namespace: NAMESPACE },
+      spec: { claim: 'data', source: { volumeSnapshotName: 'snap-a' }, newClaimName: 'data-snap-copy' },
+    });
+    const done = await cluster.waitPhase<Resource & { status: Status & { restoredTo: { sequence: string } } }>('vrs', 'snap-copy', ['Succeeded', 'Failed'], 120_000);
+    expect(done.status.phase).toBe('Succeeded');
+    const engineSnapshot = (await cluster.admin.listSnapshots(data.volume)).find((s) => s.name.startsWith('snapshot-'));
+    expect(done.status.restoredTo.sequence).toBe(String(engineSnapshot!.sequence));
+    const copy = await cluster.boundVolume('data-snap-copy');
+    expect(sha(await read(copy.volume))).toBe(sha(stateA));
   });
 
   it('8. records a RecoveryPoint over two claims at one cut, under a writer on both', async () => {
