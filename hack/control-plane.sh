@@ -161,11 +161,19 @@ make_pki() {
   sign apiserver-etcd-client "/CN=kube-apiserver-etcd-client" clientAuth
   sign admin "/O=system:masters/CN=tidemark-admin" clientAuth
   sign controller-manager "/CN=system:kube-controller-manager" clientAuth
+  kubelet_client_cert
   # RSA for the ServiceAccount keys: RS256 is what every token consumer accepts.
   openssl_quiet genrsa -out "$pki/sa.key" 2048
   openssl_quiet rsa -in "$pki/sa.key" -pubout -out "$pki/sa.pub"
   touch "$pki/.done"
   log "certificates made in $pki ($((SECONDS - t0)) s)"
+}
+
+# The API server's client certificate for kubelets (logs, exec, port-forward), for clusters
+# that add a kubelet (hack/local-cluster.sh). Also made for a pki from before it existed.
+kubelet_client_cert() {
+  [ ! -f "$pki/apiserver-kubelet-client.crt" ] || return 0
+  sign apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" clientAuth
 }
 
 b64() { base64 -w0 <"$1"; }
@@ -261,6 +269,7 @@ up() {
   . "$dir/ports.env"
 
   make_pki
+  kubelet_client_cert
   write_kubeconfig "$kubeconfig" tidemark-admin admin
   write_kubeconfig "$dir/controller-manager.kubeconfig" system:kube-controller-manager controller-manager
 
@@ -288,6 +297,9 @@ up() {
       --authorization-mode Node,RBAC \
       --client-ca-file "$pki/ca.crt" \
       --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
+      --kubelet-client-certificate "$pki/apiserver-kubelet-client.crt" \
+      --kubelet-client-key "$pki/apiserver-kubelet-client.key" \
+      --kubelet-preferred-address-types InternalIP,ExternalIP,Hostname \
       --service-account-issuer https://kubernetes.default.svc.cluster.local \
       --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
       --allow-privileged=true \

@@ -11,10 +11,20 @@ declare -A tools=(
   [nbdkit]=nbdkit [nbdinfo]=libnbd-bin [nbdcopy]=libnbd-bin [nbdfuse]=libnbd-bin
   [nbd-client]=nbd-client [fusermount3]=fuse3 [mkfs.ext4]=e2fsprogs [mkfs.xfs]=xfsprogs
   [losetup]=mount [fallocate]=util-linux [blkid]=util-linux [shellcheck]=shellcheck
+  # hack/local-cluster.sh: a private containerd with runc, bridge CNI, the kubelet's helpers,
+  # and the static busybox of its test image.
+  [containerd]=containerd [runc]=runc [/usr/lib/cni/bridge]=containernetworking-plugins
+  [conntrack]=conntrack [socat]=socat [iptables]=iptables [ebtables]=ebtables
+  [/bin/busybox]=busybox-static
+  # hack/build-k8s.sh and hack/control-plane.sh: module metadata, certificates, health checks.
+  [jq]=jq [openssl]=openssl [curl]=curl
 )
 missing=()
 for tool in "${!tools[@]}"; do
-  command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || [ -x "/sbin/$tool" ] || missing+=("${tools[$tool]}")
+  case "$tool" in
+    /*) [ -x "$tool" ] || missing+=("${tools[$tool]}") ;; # a path: packages that put nothing in PATH
+    *) command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || [ -x "/sbin/$tool" ] || missing+=("${tools[$tool]}") ;;
+  esac
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   mapfile -t packages < <(printf '%s\n' "${missing[@]}" | sort -u)
@@ -36,6 +46,8 @@ if command -v go >/dev/null 2>&1; then
   # The control-plane tests' Kubernetes components and CSI sidecars (a cold build takes about
   # 30 minutes on 2 cores; later runs reuse the cache).
   echo "setup: Kubernetes binaries in $(bash hack/build-k8s.sh)"
+  # And what hack/local-cluster.sh adds to them (a node: kubelet, scheduler, resizer).
+  echo "setup: local-cluster binaries in $(bash hack/build-k8s.sh kubelet kube-scheduler csi-resizer)"
 else
   echo "setup: WARNING: Go is missing, so csi-sanity cannot be built; install Go >= 1.25 (https://go.dev/dl). Under CI=true its test fails." >&2
 fi

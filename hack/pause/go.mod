@@ -1,0 +1,3 @@
+module tidemark.dev/hack/pause
+
+go 1.25
