@@ -52,73 +52,14 @@ bin_dir() { cat "$dir/bin-dir" 2>/dev/null || default_bin_dir; }
 t_start=$SECONDS
 since() { echo "$((SECONDS - t_start)) s"; }
 
-# ---- processes
+# ---- processes (hack/lib/processes.sh: pid files, alive, start_process, wait_for, free_port)
 
-pid_of() { cat "$dir/pids/$1.pid" 2>/dev/null || true; }
+# shellcheck source-path=SCRIPTDIR source=lib/processes.sh
+. "$here/lib/processes.sh"
 
-# True when NAME's recorded pid is alive AND still runs NAME (pids get reused after a reboot or a
-# crash, and `down` must never signal some unrelated process).
-alive() { # name
-  local pid
-  pid="$(pid_of "$1")"
-  [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "/$1 "
-}
-
-start() { # name args...
+start() { # name args...: a component from the build cache
   local name="$1"; shift
-  mkdir -p "$dir/logs" "$dir/pids"
-  # A restarted component gets a fresh log (the previous one kept as .prev), so that waiting
-  # for a line in it never matches what the dead process wrote.
-  [ ! -f "$dir/logs/$name.log" ] || mv -f "$dir/logs/$name.log" "$dir/logs/$name.log.prev"
-  # setsid: the processes outlive this script and a Ctrl-C in the terminal that ran `up`;
-  # they end with `down`. No fork happens here (a background job is no group leader), so $!
-  # is the component's own pid.
-  setsid "$(bin_dir)/$name" "$@" >"$dir/logs/$name.log" 2>&1 </dev/null 8>&- &
-  local pid=$! i
-  echo "$pid" >"$dir/pids/$name.pid"
-  # Until the exec, the child is still a copy of this bash; `alive` (and so wait_for) would
-  # take it for a dead component.
-  for i in $(seq 1 100); do
-    alive "$name" && return 0
-    [ -d "/proc/$pid" ] || break
-    sleep 0.05
-  done
-  tail -n 30 "$dir/logs/$name.log" >&2 || true
-  die "$name did not start (log: $dir/logs/$name.log)"
-}
-
-# Polls CMD every 0.2 s until it succeeds; fails early when the component died (with its log).
-wait_for() { # component timeout-seconds description cmd...
-  local name="$1" timeout="$2" what="$3"; shift 3
-  local deadline=$((SECONDS + timeout))
-  until "$@" >/dev/null 2>&1; do
-    if ! alive "$name"; then
-      tail -n 30 "$dir/logs/$name.log" >&2 || true
-      die "$name exited while waiting for $what (log: $dir/logs/$name.log)"
-    fi
-    if [ "$SECONDS" -ge "$deadline" ]; then
-      tail -n 30 "$dir/logs/$name.log" >&2 || true
-      die "timed out after ${timeout}s waiting for $what (log: $dir/logs/$name.log)"
-    fi
-    sleep 0.2
-  done
-}
-
-# A free TCP port on loopback, below the kernel's ephemeral range (32768+) so that outgoing
-# connections cannot take it between now and the component's bind.
-taken_ports=" "
-free_port() { # sets $port
-  local i
-  for i in $(seq 1 200); do
-    port=$((10000 + (RANDOM * 32768 + RANDOM) % 22000))
-    case "$taken_ports" in *" $port "*) continue ;; esac
-    # A refused connection means nobody listens there.
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      taken_ports+="$port "
-      return 0
-    fi
-  done
-  die "no free port found"
+  start_process "$name" "$(bin_dir)/$name" "$@"
 }
 
 # ---- certificates

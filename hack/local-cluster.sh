@@ -96,45 +96,12 @@ bin_dir() { cat "$dir/bin-dir" 2>/dev/null || echo "${TIDEMARK_CACHE:-${XDG_CACH
 kctl() { "$(bin_dir)/kubectl" --kubeconfig "$kubeconfig" "$@"; }
 ctr_() { ctr --address "$ctrd_sock" -n k8s.io "$@"; }
 
-# ---- processes (same rules as hack/control-plane.sh: a pid file per process, and a pid is
-# only trusted while /proc/PID/cmdline still names the component)
+# ---- processes (hack/lib/processes.sh: pid files, alive, start_process, wait_for, free_port)
 
-pid_of() { cat "$dir/pids/$1.pid" 2>/dev/null || true; }
-alive() { # name
-  local pid
-  pid="$(pid_of "$1")"
-  [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "/$1 "
-}
-start() { # name binary args...
-  local name="$1" binary="$2"; shift 2
-  mkdir -p "$dir/logs" "$dir/pids"
-  [ ! -f "$dir/logs/$name.log" ] || mv -f "$dir/logs/$name.log" "$dir/logs/$name.log.prev"
-  setsid "$binary" "$@" >"$dir/logs/$name.log" 2>&1 </dev/null 8>&- 9>&- &
-  local pid=$! _
-  echo "$pid" >"$dir/pids/$name.pid"
-  for _ in $(seq 1 100); do
-    alive "$name" && return 0
-    [ -d "/proc/$pid" ] || break
-    sleep 0.05
-  done
-  tail -n 30 "$dir/logs/$name.log" >&2 || true
-  die "$name did not start (log: $dir/logs/$name.log)"
-}
-wait_for() { # component timeout-seconds description cmd...
-  local name="$1" timeout="$2" what="$3"; shift 3
-  local deadline=$((SECONDS + timeout))
-  until "$@" >/dev/null 2>&1; do
-    if [ -n "$name" ] && ! alive "$name"; then
-      tail -n 30 "$dir/logs/$name.log" >&2 || true
-      die "$name exited while waiting for $what (log: $dir/logs/$name.log)"
-    fi
-    if [ "$SECONDS" -ge "$deadline" ]; then
-      [ -z "$name" ] || tail -n 30 "$dir/logs/$name.log" >&2 || true
-      die "timed out after ${timeout}s waiting for $what"
-    fi
-    sleep 0.3
-  done
-}
+# shellcheck source-path=SCRIPTDIR source=lib/processes.sh
+. "$here/lib/processes.sh"
+start() { start_process "$@"; } # name binary args...
+
 stop_pid() { # description pid: TERM, up to 10 s, then KILL
   local what="$1" pid="$2" _
   kill -TERM "$pid" 2>/dev/null || return 0
@@ -144,19 +111,6 @@ stop_pid() { # description pid: TERM, up to 10 s, then KILL
   done
   log "$what (pid $pid) did not stop on TERM; killing it"
   kill -KILL "$pid" 2>/dev/null || true
-}
-taken_ports=" "
-free_port() { # sets $port
-  local _
-  for _ in $(seq 1 200); do
-    port=$((10000 + (RANDOM * 32768 + RANDOM) % 22000))
-    case "$taken_ports" in *" $port "*) continue ;; esac
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      taken_ports+="$port "
-      return 0
-    fi
-  done
-  die "no free port found"
 }
 rss_mib() { awk '/^VmRSS/ {printf "%d", $2 / 1024}' "/proc/$1/status" 2>/dev/null || echo 0; }
 

@@ -298,7 +298,7 @@ describe('image definition', () => {
 });
 
 suiteNeeding([{ what: 'shellcheck', present: () => onPath('shellcheck'), install: 'apt-get install shellcheck (hack/setup.sh)' }])('shell scripts', () => {
-  const scripts = ['hack/kind-up.sh', 'hack/kind-e2e.sh', 'hack/build-image.sh', 'hack/render-manifests.sh', 'hack/sync-snapshot-crds.sh', 'hack/local-cluster.sh'];
+  const scripts = ['hack/kind-up.sh', 'hack/kind-e2e.sh', 'hack/build-image.sh', 'hack/render-manifests.sh', 'hack/sync-snapshot-crds.sh', 'hack/local-cluster.sh', 'hack/control-plane.sh', 'hack/build-k8s.sh', 'hack/lib/processes.sh'];
 
   it.each(scripts)('%s passes bash -n and shellcheck', async (script) => {
     const syntax = await run('bash', ['-n', script]);
