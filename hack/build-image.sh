@@ -86,6 +86,11 @@ stage_app() { # dest from
   rm -rf "$work/node_modules/node" "$work/node_modules/.bin/node" "$work/node_modules/.package-lock.json"
   # Type declarations and source maps of dependencies: only compilers and debuggers read them.
   find "$work/node_modules" -type f \( -name '*.d.ts' -o -name '*.d.mts' -o -name '*.d.cts' -o -name '*.map' \) -delete
+  # koffi ships prebuilt addons for every platform; the image needs only its own (linux_x64).
+  if [ -d "$work/node_modules/koffi/build/koffi" ]; then
+    find "$work/node_modules/koffi/build/koffi" -mindepth 1 -maxdepth 1 ! -name linux_x64 -exec rm -rf {} +
+    rm -rf "$work/node_modules/koffi/src" "$work/node_modules/koffi/vendor" "$work/node_modules/koffi/doc"
+  fi
   cp -a "$work/node_modules" "$dest/$app_prefix/"
   log "application staged in $dest ($(du -sh "$dest" | cut -f1); node $("$dest/usr/local/bin/node" --version))"
 }

@@ -10,6 +10,7 @@
 # CSI_SANITY_ACCESS_TYPES  default "mount block"
 # TIDEMARK_CACHE           where hack/build-csi-sanity.sh keeps the binary
 #                          (default ${XDG_CACHE_HOME:-~/.cache}/tidemark, shared by clones)
+# CSI_SANITY_START_TIMEOUT  seconds the daemon may take to become ready (default 30)
 # KEEP=1                   keep the work directory (daemon logs, csi-sanity output, JUnit)
 #
 # Prints per access type one line "csi-sanity (TYPE): N passed, N failed, N skipped, ..."
@@ -58,6 +59,8 @@ if [ "${CSI_SANITY_PARAMETERS:-project}" != none ]; then
   mutable=(--csi.testvolumemutableparameters "$work/mutable.yaml")
 fi
 focus="${CSI_SANITY_FOCUS:-}"
+# Seconds a daemon may take to start (slow under emulation, as in hack/kernel-tests.sh).
+start_timeout="${CSI_SANITY_START_TIMEOUT:-30}"
 overall=0
 
 run_one() {
@@ -68,7 +71,8 @@ run_one() {
   TIDEMARK_LOG_LEVEL="${TIDEMARK_LOG_LEVEL:-info}" bin/tidemark --store "$dir/store" serve --node-id sanity-node --csi-endpoint "$endpoint" \
     >"$dir/daemon.out" 2>"$dir/daemon.log" &
   pid=$!
-  for _ in $(seq 1 300); do
+  local waited
+  for waited in $(seq 1 "$((start_timeout * 10))"); do
     grep -q 'tidemark daemon ready' "$dir/daemon.log" 2>/dev/null && break
     if ! kill -0 "$pid" 2>/dev/null; then
       echo "csi-sanity ($type): tidemark serve did not start:" >&2
@@ -77,7 +81,8 @@ run_one() {
     fi
     sleep 0.1
   done
-  grep -q 'tidemark daemon ready' "$dir/daemon.log" || { echo "csi-sanity ($type): tidemark serve did not become ready in 30s" >&2; return 1; }
+  grep -q 'tidemark daemon ready' "$dir/daemon.log" || { echo "csi-sanity ($type): tidemark serve did not become ready in ${start_timeout}s" >&2; return 1; }
+  echo "csi-sanity ($type): daemon ready after $((waited / 10)) s" >&2
 
   local status=0
   "$sanity" \

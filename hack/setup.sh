@@ -18,6 +18,8 @@ declare -A tools=(
   [/bin/busybox]=busybox-static
   # hack/build-k8s.sh and hack/control-plane.sh: module metadata, certificates, health checks.
   [jq]=jq [openssl]=openssl [curl]=curl
+  # hack/kernel-tests.sh: a Debian kernel with nbd.ko under qemu, its initramfs built here.
+  [qemu-system-x86_64]=qemu-system-x86 [depmod]=kmod [cpio]=cpio
 )
 missing=()
 for tool in "${!tools[@]}"; do
@@ -40,6 +42,8 @@ if [ -f package-lock.json ]; then
 else
   npm install --no-audit --no-fund
 fi
+# The kernel-test guest (a Debian kernel package and an initramfs), cached outside the clone.
+echo "setup: kernel-test guest in $(bash hack/build-guest.sh)"
 # Test peers built with Go, cached outside the clone (~/.cache/tidemark) for later runs.
 if command -v go >/dev/null 2>&1; then
   echo "setup: csi-sanity at $(bash hack/build-csi-sanity.sh)"

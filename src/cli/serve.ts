@@ -25,6 +25,8 @@ export interface DaemonConfig {
   csiEndpoint: string;
   /** How NodeStageVolume attaches devices; by default the kernel nbd driver where present. */
   attachMode?: AttachMode;
+  /** Kernel path: seconds the kernel holds a device's I/O while the daemon restarts (120). */
+  deadConnTimeoutS?: number;
   /** Kubeconfig for the reconcilers; absent = in-cluster configuration. */
   kubeconfig?: string;
   /**
@@ -49,6 +51,7 @@ export interface DaemonConfigInput {
   nbdTcp?: string;
   csiEndpoint?: string;
   attachMode?: string;
+  deadConnTimeoutS?: number;
   kubeconfig?: string;
   reconcilers?: string;
   resyncMs?: number;
@@ -93,6 +96,7 @@ export function daemonConfig(input: DaemonConfigInput): DaemonConfig {
     ...(input.nbdTcp !== undefined ? { nbdTcp: parseNbdTcp(input.nbdTcp) } : {}),
     csiEndpoint,
     ...(input.attachMode !== undefined ? { attachMode: parseAttachMode(input.attachMode) } : {}),
+    ...(input.deadConnTimeoutS !== undefined ? { deadConnTimeoutS: input.deadConnTimeoutS } : {}),
     ...(input.kubeconfig !== undefined ? { kubeconfig: path.resolve(input.kubeconfig) } : {}),
     reconcilers: parseReconcilers(input.reconcilers ?? 'auto'),
     ...(input.resyncMs !== undefined ? { resyncMs: input.resyncMs } : {}),
@@ -165,7 +169,12 @@ export class Daemon {
       nodeId: config.nodeId,
       endpoint: config.csiEndpoint,
       ready: () => nbd.listening,
-      node: { nbdSocket: config.nbdSocket, ...(config.attachMode ? { attachMode: config.attachMode } : {}) },
+      node: {
+        nbdSocket: config.nbdSocket,
+        direct: nbd,
+        ...(config.attachMode ? { attachMode: config.attachMode } : {}),
+        ...(config.deadConnTimeoutS !== undefined ? { deadConnTimeoutS: config.deadConnTimeoutS } : {}),
+      },
     });
     const wanted = config.reconcilers === 'on' || (config.reconcilers === 'auto' && (config.kubeconfig !== undefined || !!process.env.KUBERNETES_SERVICE_HOST));
     let controllers: Controllers | undefined;

@@ -8,22 +8,28 @@ import type { Empty, GetPluginCapabilitiesResponse, GetPluginInfoResponse, Plugi
 import { CSI_SPEC_VERSION } from './proto.js';
 import { unary } from './rpc.js';
 
-export const PLUGIN_CAPABILITIES: PluginCapability[] = [
-  { service: { type: 'CONTROLLER_SERVICE' } },
-  { service: { type: 'VOLUME_ACCESSIBILITY_CONSTRAINTS' } },
-  { service: { type: 'GROUP_CONTROLLER_SERVICE' } },
-  { service: { type: 'SNAPSHOT_METADATA_SERVICE' } },
-  // SNAPSHOT_ACCESSIBILITY_CONSTRAINTS (alpha) would fit, snapshots live on one node, but
-  // csi-sanity v5.6.0 compares the topology a driver reports with reflection-based equality,
-  // which fails on protobuf internals for every driver that reports one. Left out until then.
-  // The engine grows a volume while it is in use, but an attached NBD client (nbdfuse or the
-  // kernel's nbd-client) keeps the size it learned when it connected; the device and the
-  // filesystem grow when the volume is next staged. That is OFFLINE expansion.
-  { volumeExpansion: { type: 'OFFLINE' } },
-];
+/**
+ * What the plugin offers. Expansion: the engine grows a volume while it is in use. A kernel
+ * nbd device is told the new size over netlink and its filesystem grows mounted (ONLINE); an
+ * nbdfuse attachment keeps the size it learned when it connected, so there the device and
+ * filesystem grow when the volume is next staged (OFFLINE).
+ */
+export function pluginCapabilities(expansion: 'ONLINE' | 'OFFLINE'): PluginCapability[] {
+  return [
+    { service: { type: 'CONTROLLER_SERVICE' } },
+    { service: { type: 'VOLUME_ACCESSIBILITY_CONSTRAINTS' } },
+    { service: { type: 'GROUP_CONTROLLER_SERVICE' } },
+    { service: { type: 'SNAPSHOT_METADATA_SERVICE' } },
+    // SNAPSHOT_ACCESSIBILITY_CONSTRAINTS (alpha) would fit, snapshots live on one node, but
+    // csi-sanity v5.6.0 compares the topology a driver reports with reflection-based equality,
+    // which fails on protobuf internals for every driver that reports one. Left out until then.
+    { volumeExpansion: { type: expansion } },
+  ];
+}
 
 /** The CSI Identity service: who the plugin is, what it offers, and whether it is ready. */
-export function identityService(ctx: CsiContext): grpc.UntypedServiceImplementation {
+export function identityService(ctx: CsiContext, expansion: 'ONLINE' | 'OFFLINE' = 'OFFLINE'): grpc.UntypedServiceImplementation {
+  const capabilities = pluginCapabilities(expansion);
   return {
     GetPluginInfo: unary<Empty, GetPluginInfoResponse>(
       ctx,
@@ -32,7 +38,7 @@ export function identityService(ctx: CsiContext): grpc.UntypedServiceImplementat
       { readOnly: true },
     ),
 
-    GetPluginCapabilities: unary<Empty, GetPluginCapabilitiesResponse>(ctx, 'GetPluginCapabilities', () => ({ capabilities: PLUGIN_CAPABILITIES }), {
+    GetPluginCapabilities: unary<Empty, GetPluginCapabilitiesResponse>(ctx, 'GetPluginCapabilities', () => ({ capabilities }), {
       readOnly: true,
     }),
 

@@ -15,13 +15,14 @@ import {
   probeDevice,
   unmountAll,
   type AttachMode,
+  type DirectServer,
   type MountEntry,
 } from '../host/index.js';
 import { classifyError } from '../util/errors.js';
 import { makePrivateDir, writeFileAtomic } from '../util/files.js';
 import { malformedCapability, unsupportedCapability } from './capabilities.js';
 import type { CsiContext } from './context.js';
-import { alreadyExists, failedPrecondition, invalid, notFound } from './errors.js';
+import { alreadyExists, failedPrecondition, invalid, notFound, outOfRange } from './errors.js';
 import { volumeKey } from './inflight.js';
 import { findVolume } from './lookup.js';
 import type {
@@ -55,6 +56,22 @@ export interface NodeServiceOptions {
   attachMode?: AttachMode;
   /** Reported by NodeGetInfo; 0 means no limit beyond the node's devices. */
   maxVolumes?: number;
+  /** Serves volumes on the sockets the kernel path hands to the kernel (the NBD server). */
+  direct?: DirectServer;
+  /** Seconds the kernel holds a device's I/O while the daemon is away (120). */
+  deadConnTimeoutS?: number;
+}
+
+/** The node's attacher, built once per daemon: it keeps the kernel path's live connections. */
+export function nodeAttacher(ctx: CsiContext, options: NodeServiceOptions): Attacher {
+  return new Attacher({
+    nbdSocket: options.nbdSocket,
+    stateDir: options.stateDir,
+    logger: ctx.logger,
+    ...(options.attachMode ? { mode: options.attachMode } : {}),
+    ...(options.direct ? { direct: options.direct } : {}),
+    ...(options.deadConnTimeoutS !== undefined ? { deadConnTimeoutS: options.deadConnTimeoutS } : {}),
+  });
 }
 
 /** What NodeStageVolume did for a volume, so that a repeat can be compared with it. */
@@ -129,13 +146,7 @@ export async function readStageRecord(stateDir: string, volume: string): Promise
  * mounts, reports usage and condition, and grows filesystems. Every step checks what is
  * already there first, so that a retried call finishes the work instead of failing on it.
  */
-export function nodeService(ctx: CsiContext, options: NodeServiceOptions): grpc.UntypedServiceImplementation {
-  const attacher = new Attacher({
-    nbdSocket: options.nbdSocket,
-    stateDir: options.stateDir,
-    logger: ctx.logger,
-    ...(options.attachMode ? { mode: options.attachMode } : {}),
-  });
+export function nodeService(ctx: CsiContext, options: NodeServiceOptions, attacher: Attacher): grpc.UntypedServiceImplementation {
   const stageDir = path.join(options.stateDir, 'staged');
   const stageFile = (volume: string) => stageFileOf(options.stateDir, volume);
   const readStage = (volume: string) => readStageRecord(options.stateDir, volume);
@@ -240,6 +251,14 @@ export function nodeService(ctx: CsiContext, options: NodeServiceOptions): grpc.
     }
     const problem = await attacher.problem(attachment);
     if (problem) return [{ status: 'INACCESSIBLE', reason: 'AttachmentBroken', message: `${problem}; unpublish, unstage and stage the volume again` }];
+    const staged = await readStage(info.name);
+    if (staged?.accessType === 'mount' && !staged.readOnly) {
+      const mounted = await mountAt(staged.stagingPath);
+      // A filesystem that met I/O errors (ext4 errors=remount-ro) turns itself read-only.
+      if (mounted && mounted.options.includes('ro')) {
+        return [{ status: 'DEGRADED', reason: 'FilesystemReadOnly', message: `the filesystem of volume ${info.name} at ${staged.stagingPath} is read-only though staged read-write, usually after I/O errors; unpublish, unstage and stage the volume again (staging checks it)` }];
+      }
+    }
     if (publishPath) {
       const mounted = await mountAt(publishPath);
       if (!mounted || !showsDevice(mounted, attachment.device)) {
@@ -385,10 +404,13 @@ export function nodeService(ctx: CsiContext, options: NodeServiceOptions): grpc.
         if (!attachment || !mounted || !showsDevice(mounted, attachment.device)) {
           throw notFound(`volume ${info.name} is not published or staged at ${req.volumePath}`);
         }
-        const size = await deviceSize(attachment.device);
+        let size = await deviceSize(attachment.device);
         const required = Number(req.capacityRange?.requiredBytes ?? 0);
+        if (required > info.size) throw outOfRange(`volume ${info.name} is ${info.size} bytes, less than the ${required} asked for; expand it through the controller first`);
+        // A kernel device is told the new size over netlink; it then grows in place.
+        if (size < info.size && (await attacher.resize(info.name, info.size))) size = await deviceSize(attachment.device);
         if (size < Math.max(required, info.size)) {
-          // An NBD client learns the export's size when it connects and cannot be told of a
+          // nbdfuse learns the export's size when it connects and cannot be told of a
           // change, so the device grows when the volume is next staged (OFFLINE expansion).
           throw failedPrecondition(
             `volume ${info.name} is ${info.size} bytes but its device ${attachment.device} still has ${size}: a connected NBD client cannot grow; unpublish and unstage the volume, and it is staged at the new size`,

@@ -10,7 +10,8 @@ import { groupControllerService } from './groupcontroller.js';
 import { Handles, isGroupMember, isTemporary } from './handles.js';
 import { identityService } from './identity.js';
 import { InFlight } from './inflight.js';
-import { nodeService, type NodeServiceOptions } from './node.js';
+import { nodeAttacher, nodeService, type NodeServiceOptions } from './node.js';
+import type { Attacher } from '../host/index.js';
 import { csiServiceDefinition, type CsiServiceName } from './proto.js';
 import { CsiRecords } from './records.js';
 import { snapshotMetadataService } from './snapshotmetadata.js';
@@ -55,6 +56,7 @@ export function socketPathOf(endpoint: string): string {
  */
 export class CsiServer {
   private server: grpc.Server | undefined;
+  private attacher: Attacher | undefined;
   private started = false;
   private stopping = false;
   readonly handles: Handles;
@@ -85,21 +87,22 @@ export class CsiServer {
       ready: () => this.ready,
     };
     await this.recover(ctx);
+    const nodeOptions: NodeServiceOptions = { nbdSocket: path.join(this.engine.store, 'nbd.sock'), stateDir: nodeStateDir(this.engine.store), ...this.options.node };
+    const attacher = nodeAttacher(ctx, nodeOptions);
+    // Before the first call: devices the kernel kept through a restart get their connection
+    // back, so that no volume is reported healthy while its I/O waits for this daemon.
+    await attacher.reattach();
+    this.attacher = attacher;
+    // A kernel device grows while mounted; an nbdfuse one only when staged again.
+    const expansion = (await attacher.mode().catch(() => 'fuse' as const)) === 'kernel' ? 'ONLINE' : 'OFFLINE';
 
     const server = new grpc.Server();
     const services: [CsiServiceName, grpc.UntypedServiceImplementation][] = [
-      ['Identity', identityService(ctx)],
+      ['Identity', identityService(ctx, expansion)],
       ['Controller', controllerService(ctx)],
       ['GroupController', groupControllerService(ctx)],
       ['SnapshotMetadata', snapshotMetadataService(ctx)],
-      [
-        'Node',
-        nodeService(ctx, {
-          nbdSocket: path.join(this.engine.store, 'nbd.sock'),
-          stateDir: nodeStateDir(this.engine.store),
-          ...this.options.node,
-        }),
-      ],
+      ['Node', nodeService(ctx, nodeOptions, attacher)],
     ];
     for (const [name, implementation] of services) server.addService(csiServiceDefinition(name), implementation);
     // Only the kubelet (root) and the daemon's own user call CSI; its calls attach, format and
@@ -136,6 +139,7 @@ export class CsiServer {
     if (!server) return;
     this.stopping = true;
     this.server = undefined;
+    this.attacher?.stop();
     await shutDown(server, graceMs, this.socketPath);
     this.logger.info('CSI services stopped', { endpoint: this.options.endpoint });
   }

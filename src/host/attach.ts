@@ -6,11 +6,13 @@ import { TidemarkError, classifyError } from '../util/errors.js';
 import { PRIVATE_FILE_MODE, makePrivateDir, writeFileAtomic } from '../util/files.js';
 import type { Logger } from '../util/log.js';
 import { runTool } from './exec.js';
+import { KernelAttacher, type DirectServer, type KernelDevice } from './kernel-attach.js';
 import { isMountPoint } from './mounts.js';
 
 /**
  * How a volume's NBD export becomes a block device on this node:
- * - `kernel`: the kernel's nbd driver, connected by nbd-client over the daemon's unix socket;
+ * - `kernel`: the kernel's nbd driver, given one end of a socketpair over netlink (see
+ *   KernelAttacher); it survives a daemon restart;
  * - `fuse`: where the nbd module is missing (many kind nodes, containers), nbdfuse exposes the
  *   export as a file on a FUSE mount and a loop device turns the file into a block device.
  */
@@ -26,6 +28,10 @@ export interface Attachment {
   /** fuse mode: the FUSE mount point and the nbdfuse process serving it. */
   fuseDir?: string;
   pid?: number;
+  /** kernel mode: the device as the kernel knows it. Absent in records nbd-client made. */
+  kernel?: KernelDevice;
+  /** Set when I/O to the device may have failed (the daemon was down past the timeout). */
+  ioFailed?: string;
 }
 
 export interface AttacherOptions {
@@ -38,7 +44,14 @@ export interface AttacherOptions {
   mode?: AttachMode | 'auto';
   /** How long a new attachment may take to appear (15 s). */
   timeoutMs?: number;
+  /** Serves volumes on sockets the kernel path makes; without it only fuse attaches. */
+  direct?: DirectServer;
+  /** Seconds the kernel holds a device's I/O while the daemon is away (120). */
+  deadConnTimeoutS?: number;
 }
+
+/** How often the daemon notes that it is alive, to tell later how long it was away. */
+const HEARTBEAT_MS = 5000;
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
@@ -75,21 +88,113 @@ export class Attacher {
   private readonly recordDir: string;
   private readonly fuseRoot: string;
   private readonly timeoutMs: number;
+  private readonly kernel: KernelAttacher | undefined;
+  private readonly heartbeatFile: string;
+  private heartbeat: NodeJS.Timeout | undefined;
+  private resolvedMode: Promise<AttachMode> | undefined;
 
   constructor(private readonly options: AttacherOptions) {
     this.recordDir = path.join(options.stateDir, 'attachments');
     this.fuseRoot = path.join(options.stateDir, 'fuse');
+    this.heartbeatFile = path.join(options.stateDir, 'alive');
     this.timeoutMs = options.timeoutMs ?? 15_000;
+    if (options.direct) this.kernel = new KernelAttacher(options.direct, options.logger, options.deadConnTimeoutS ?? 120);
   }
 
-  /** The mode new attachments use. */
-  async mode(): Promise<AttachMode> {
+  /** The mode new attachments use: the kernel driver where its netlink family answers. */
+  mode(): Promise<AttachMode> {
+    this.resolvedMode ??= this.resolveMode();
+    return this.resolvedMode;
+  }
+
+  private async resolveMode(): Promise<AttachMode> {
     const wanted = this.options.mode ?? 'auto';
-    if (wanted !== 'auto') return wanted;
-    if (!existsSync('/dev/nbd0') && !existsSync('/sys/module/nbd')) {
-      await runTool('modprobe', ['nbd'], { okCodes: [0, 1] }).catch(() => undefined);
+    if (wanted === 'fuse') return 'fuse';
+    if (!existsSync('/sys/module/nbd')) await runTool('modprobe', ['nbd'], { okCodes: [0, 1] }).catch(() => undefined);
+    const why = this.kernel ? await this.kernel.unavailable() : 'the kernel path needs the daemon\'s NBD server';
+    if (why === undefined) return 'kernel';
+    if (wanted === 'kernel') throw new TidemarkError('FAILED_PRECONDITION', `the kernel NBD path was asked for but cannot be used: ${why}`);
+    // Said once: attachments made through nbdfuse do not survive a daemon restart.
+    this.options.logger.warn('volumes attach through nbdfuse: the kernel NBD path cannot be used', { reason: why });
+    return 'fuse';
+  }
+
+  /**
+   * At daemon start: gives every kernel device that is still connected a socket to this
+   * daemon (the kernel held its I/O meanwhile), notes devices whose I/O may have failed
+   * because the daemon was away longer than their dead-connection timeout, and warns loudly
+   * about nbdfuse attachments, which cannot survive a restart. Then starts the heartbeat.
+   */
+  async reattach(): Promise<void> {
+    const last = await fs.stat(this.heartbeatFile).then((s) => s.mtimeMs, () => undefined);
+    const awayS = last === undefined ? undefined : Math.max(0, (Date.now() - last) / 1000);
+    const logger = this.options.logger;
+    let fuseLive = 0;
+    for (const attachment of await this.list()) {
+      const { volume, device } = attachment;
+      if (attachment.mode === 'fuse') {
+        if (alive(attachment.pid)) fuseLive++;
+        logger.error('an nbdfuse attachment cannot survive a daemon restart: its I/O fails from now on; unpublish and unstage the volume (or restart the pods using it) to attach it again', {
+          volume,
+          device,
+        });
+        continue;
+      }
+      if (!attachment.kernel || !this.kernel) {
+        logger.error('a kernel attachment made by nbd-client cannot be reconnected; unstage and stage the volume again', { volume, device });
+        continue;
+      }
+      try {
+        if (!(await this.kernel.connected(attachment.kernel))) {
+          logger.warn('a recorded kernel nbd device is no longer connected', { volume, device });
+          continue;
+        }
+        if (awayS !== undefined && awayS > attachment.kernel.deadConnTimeoutS && !attachment.ioFailed) {
+          attachment.ioFailed = `the daemon was away for ${Math.round(awayS)} s, longer than the ${attachment.kernel.deadConnTimeoutS} s the kernel holds I/O for ${device}, so I/O to it may have failed`;
+          await writeFileAtomic(this.recordFile(volume), JSON.stringify(attachment));
+          logger.error('a kernel nbd device may have failed I/O while the daemon was away', { volume, device, awaySeconds: Math.round(awayS) });
+        }
+        await this.kernel.reconnect(volume, attachment.size, attachment.readOnly, attachment.kernel);
+        logger.info('kernel nbd device reconnected', { volume, device, awaySeconds: awayS === undefined ? undefined : Math.round(awayS) });
+      } catch (err) {
+        logger.error('could not reconnect a kernel nbd device', { volume, device, error: (err as Error).message });
+      }
     }
-    return existsSync('/dev/nbd0') ? 'kernel' : 'fuse';
+    if (fuseLive > 0) {
+      logger.error(`the daemon restarted over ${fuseLive} live nbdfuse attachment(s); their volumes now fail I/O until they are staged again. Use the kernel nbd path (load the nbd module) to survive restarts`, {
+        attachments: fuseLive,
+      });
+    }
+    await this.beat();
+    this.heartbeat = setInterval(() => void this.beat(), HEARTBEAT_MS);
+    this.heartbeat.unref();
+  }
+
+  /** Stops the heartbeat; kernel devices stay, waiting for the next daemon. */
+  stop(): void {
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    this.heartbeat = undefined;
+  }
+
+  private async beat(): Promise<void> {
+    await makePrivateDir(this.options.stateDir).catch(() => undefined);
+    const now = new Date();
+    await fs.utimes(this.heartbeatFile, now, now).catch(async () => {
+      await fs.writeFile(this.heartbeatFile, '', { mode: PRIVATE_FILE_MODE }).catch(() => undefined);
+    });
+  }
+
+  /**
+   * Grows a kernel device online to the volume's new size. Returns false where the path
+   * cannot (nbdfuse, or a device nbd-client made): those grow when staged again.
+   */
+  async resize(volume: string, size: number): Promise<boolean> {
+    const attachment = await this.find(volume);
+    if (!attachment?.kernel || !this.kernel) return false;
+    await this.kernel.resize(volume, size, attachment.kernel);
+    await writeFileAtomic(this.recordFile(volume), JSON.stringify({ ...attachment, size }));
+    this.options.logger.info('kernel nbd device resized', { volume, device: attachment.device, bytes: size });
+    return true;
   }
 
   private recordFile(volume: string): string {
@@ -114,6 +219,11 @@ export class Attacher {
   /** Why an attachment no longer works, or undefined while it does. */
   async problem(attachment: Attachment): Promise<string | undefined> {
     if (!existsSync(attachment.device)) return `${attachment.device} is gone`;
+    if (attachment.ioFailed) return attachment.ioFailed;
+    if (attachment.mode === 'kernel' && attachment.kernel) {
+      if (!this.kernel) return `${attachment.device} needs the kernel path, which this daemon does not run`;
+      return this.kernel.problem(attachment.volume, attachment.kernel);
+    }
     if (attachment.mode === 'kernel') {
       const name = path.basename(attachment.device);
       if (!existsSync(`/sys/block/${name}/pid`)) return `${attachment.device} is no longer connected to the NBD server`;
@@ -160,23 +270,9 @@ export class Attacher {
   }
 
   private async attachKernel(volume: string, size: number, readOnly: boolean): Promise<Attachment> {
-    const names = (await fs.readdir('/sys/block')).filter((n) => /^nbd\d+$/.test(n));
-    names.sort((a, b) => Number(a.slice(3)) - Number(b.slice(3)));
-    for (const name of names) {
-      const used = existsSync(`/sys/block/${name}/pid`) || (await fs.readFile(`/sys/block/${name}/size`, 'utf8').catch(() => '1')).trim() !== '0';
-      if (used) continue;
-      const device = `/dev/${name}`;
-      const args = ['-unix', this.options.nbdSocket, '-N', volume, device, '-b', '4096', ...(readOnly ? ['-readonly'] : [])];
-      try {
-        await runTool('nbd-client', args, { timeoutMs: this.timeoutMs });
-      } catch (err) {
-        // Another attacher may have taken the device between the check and the connect.
-        if (existsSync(`/sys/block/${name}/pid`)) continue;
-        throw err;
-      }
-      return { volume, mode: 'kernel', device, size, readOnly };
-    }
-    throw new TidemarkError('RESOURCE_EXHAUSTED', `no free /dev/nbdN device on this node (${names.length} exist); load the nbd module with more devices (nbds_max)`);
+    if (!this.kernel) throw new TidemarkError('FAILED_PRECONDITION', 'the kernel path needs the daemon\'s NBD server');
+    const { device, ...kernel } = await this.kernel.attach(volume, size, readOnly);
+    return { volume, mode: 'kernel', device, size, readOnly, kernel };
   }
 
   private async attachFuse(volume: string, size: number, readOnly: boolean): Promise<Attachment> {
@@ -223,6 +319,11 @@ export class Attacher {
   }
 
   private async undo(attachment: Attachment): Promise<void> {
+    if (attachment.mode === 'kernel' && attachment.kernel) {
+      if (!this.kernel) throw new TidemarkError('FAILED_PRECONDITION', `${attachment.device} needs the kernel path to be disconnected, which this daemon does not run`);
+      await this.kernel.detach(attachment.volume, attachment.kernel);
+      return;
+    }
     if (attachment.mode === 'kernel') {
       if (existsSync(`/sys/block/${path.basename(attachment.device)}/pid`)) await runTool('nbd-client', ['-d', attachment.device]);
       return;

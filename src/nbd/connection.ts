@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net';
+import { TidemarkError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import type { NbdBackend } from './backend.js';
 import type { PayloadAccount } from './budget.js';
@@ -42,6 +43,18 @@ interface Attached {
   volume: string;
   size: number;
   contexts: SelectedContext[];
+  /** Writes are refused (a read-only attachment the kernel was told of; the server enforces it too). */
+  readOnly: boolean;
+}
+
+/**
+ * A connection whose client never negotiates: the kernel's nbd driver handed a socket the
+ * daemon made itself, with the export already chosen and its size told to the kernel.
+ */
+export interface DirectExport {
+  volume: string;
+  size: number;
+  readOnly: boolean;
 }
 
 let zeroBuffer = Buffer.alloc(0);
@@ -93,6 +106,7 @@ export class NbdConnection implements NegotiationHost {
     private readonly limits: ConnectionLimits,
     private readonly pool: BufferPool,
     private readonly payload: PayloadAccount,
+    direct?: DirectExport,
   ) {
     this.holder = `nbd:${id}`;
     this.negotiation = new Negotiation(backend, logger, limits.maxRequestBytes, this);
@@ -108,7 +122,21 @@ export class NbdConnection implements NegotiationHost {
       if (this.phase === 'greeting' || this.phase === 'options') this.drop('handshake not finished in time');
     }, limits.handshakeTimeoutMs);
     this.handshakeTimer.unref();
-    this.send(greeting(P.FLAG_FIXED_NEWSTYLE | P.FLAG_NO_ZEROES));
+    if (!direct) {
+      this.send(greeting(P.FLAG_FIXED_NEWSTYLE | P.FLAG_NO_ZEROES));
+      return;
+    }
+    if (!this.attach(direct.volume, direct.size, 0)) {
+      clearTimeout(this.handshakeTimer);
+      socket.destroy();
+      throw new TidemarkError('FAILED_PRECONDITION', `volume ${direct.volume} cannot be served: it does not exist or is being deleted`);
+    }
+    this.attached!.readOnly = direct.readOnly;
+  }
+
+  /** Grows (or shrinks) the export a direct client sees, after the kernel was told the new size. */
+  resize(size: number): void {
+    if (this.attached) this.attached.size = size;
   }
 
   /** The volume this connection is attached to, once in the transmission phase. */
@@ -156,7 +184,7 @@ export class NbdConnection implements NegotiationHost {
       return false;
     }
     this.structured = this.negotiation.structured;
-    this.attached = { volume, size, contexts: this.negotiation.contextsFor(volume) };
+    this.attached = { volume, size, contexts: this.negotiation.contextsFor(volume), readOnly: false };
     this.phase = 'transmission';
     clearTimeout(this.handshakeTimer);
     this.logger.info('nbd client attached', {
@@ -461,7 +489,10 @@ export class NbdConnection implements NegotiationHost {
   // ---- transmission ----------------------------------------------------------------------
 
   private dispatch(h: RequestHeader, payload: Buffer | undefined): void {
-    const { size, contexts } = this.attached!;
+    const { size, contexts, readOnly } = this.attached!;
+    if (readOnly && (h.type === P.Command.Write || h.type === P.Command.Trim || h.type === P.Command.WriteZeroes)) {
+      return this.fail(h, P.NBD_EPERM, 'the export is read-only');
+    }
     const max = this.limits.maxRequestBytes;
     const end = h.offset + h.length;
     const fua = (h.flags & P.CMD_FLAG_FUA) !== 0;

@@ -12,7 +12,7 @@
  * `nbd-client -unix PATH -N VOLUME /dev/nbdX`. While a client is attached its volume is held
  * (holder `nbd:<connection id>`), so in-place restores and deletes are refused with BUSY.
  */
-export { NbdServer, type NbdClientInfo, type NbdLoad, type NbdServerOptions } from './server.js';
+export { NbdServer, type DirectSession, type NbdClientInfo, type NbdLoad, type NbdServerOptions } from './server.js';
 export type { NbdBackend } from './backend.js';
 export { MAX_REQUEST_BYTES } from './protocol.js';
 

@@ -8,6 +8,16 @@ import type { Logger } from '../util/log.js';
 import { PayloadBudget } from './budget.js';
 import { BufferPool } from './buffer-pool.js';
 import { NbdConnection, type ConnectionLimits } from './connection.js';
+
+/** A volume served on a socket the daemon connected itself (the kernel's end of a socketpair). */
+export interface DirectSession {
+  /** The connection's id in logs and `clients()`. */
+  connection: number;
+  /** Settles once the socket closed and the volume is released. */
+  closed: Promise<void>;
+  /** Serves a new size, after the client was told of it. */
+  resize(size: number): void;
+}
 import { MAX_REQUEST_BYTES } from './protocol.js';
 
 export interface NbdServerOptions {
@@ -166,6 +176,22 @@ export class NbdServer {
     }
     this.listeners.length = 0;
     this.logger.info('nbd server closed');
+  }
+
+  /**
+   * Serves a volume on an already connected socket, with no handshake: the caller gave the
+   * kernel the export's size and flags itself. FAILED_PRECONDITION when the volume cannot be
+   * held (gone, or being deleted); UNAVAILABLE while the server is closing.
+   */
+  serveDirect(socket: net.Socket, volume: string, size: number, readOnly: boolean): DirectSession {
+    if (this.closing) {
+      socket.destroy();
+      throw new TidemarkError('UNAVAILABLE', 'the NBD server is shutting down');
+    }
+    const connection = new NbdConnection(this.nextId++, socket, this.engine, this.logger, this.limits, this.pool, this.budget.account(), { volume, size, readOnly });
+    this.connections.add(connection);
+    void connection.closed.then(() => this.connections.delete(connection));
+    return { connection: connection.id, closed: connection.closed, resize: (bytes) => connection.resize(bytes) };
   }
 
   private createServer(): net.Server {

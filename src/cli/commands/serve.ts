@@ -2,7 +2,7 @@ import * as os from 'node:os';
 import { Option, type Command } from 'commander';
 import { invalidArgument } from '../../util/errors.js';
 import { createLogger } from '../../util/log.js';
-import { SEGMENT_SIZE, parseSizeOption } from '../args.js';
+import { SEGMENT_SIZE, parseDuration, parseSizeOption } from '../args.js';
 import { globals, storeDir } from '../context.js';
 
 const LOG_LEVELS = ['error', 'warn', 'info', 'debug'];
@@ -13,12 +13,19 @@ function resyncInterval(text: string): number {
   return seconds * 1000;
 }
 
+function deadTimeout(text: string): number {
+  const seconds = parseDuration(text, '--nbd-dead-timeout');
+  if (seconds > 86_400) throw invalidArgument(`--nbd-dead-timeout "${text}" must be at most 1d`);
+  return seconds;
+}
+
 interface ServeOptions {
   nodeId?: string;
   csiEndpoint?: string;
   nbdSocket?: string;
   nbdTcp?: string;
   attach?: string;
+  nbdDeadTimeout?: string;
   kubeconfig?: string;
   reconcilers?: string;
   resyncInterval?: string;
@@ -36,6 +43,7 @@ export function registerServeCommand(program: Command): void {
     .option('--nbd-socket <path>', 'NBD socket (default: nbd.sock in the store)')
     .option('--nbd-tcp <[host:]port>', 'also serve NBD over TCP: a port alone listens on loopback only')
     .option('--attach <mode>', 'how CSI staging attaches volumes: auto (kernel nbd where loaded, else nbdfuse + loop), kernel or fuse', 'auto')
+    .option('--nbd-dead-timeout <duration>', 'kernel path: how long the kernel holds a device\'s I/O for a restarting daemon before failing it', '120s')
     .option('--kubeconfig <file>', 'kubeconfig for the reconcilers (default: in-cluster)')
     .option('--reconcilers <mode>', 'run the RecoveryPoint and VolumeRestore reconcilers: auto (with --kubeconfig or inside a pod), on or off', 'auto')
     .option('--metrics-address <[host]:port>', 'serve Prometheus /metrics and /healthz here: PORT (loopback), :PORT (all addresses) or HOST:PORT')
@@ -54,6 +62,7 @@ export function registerServeCommand(program: Command): void {
         ...(opts.nbdTcp !== undefined ? { nbdTcp: opts.nbdTcp } : {}),
         ...(opts.csiEndpoint !== undefined ? { csiEndpoint: opts.csiEndpoint } : {}),
         ...(opts.attach !== undefined ? { attachMode: opts.attach } : {}),
+        ...(opts.nbdDeadTimeout !== undefined ? { deadConnTimeoutS: deadTimeout(opts.nbdDeadTimeout) } : {}),
         ...(opts.kubeconfig !== undefined ? { kubeconfig: opts.kubeconfig } : {}),
         ...(opts.reconcilers !== undefined ? { reconcilers: opts.reconcilers } : {}),
         ...(opts.metricsAddress !== undefined ? { metricsAddress: opts.metricsAddress } : {}),
