@@ -8,6 +8,8 @@ import type { Logger } from '../util/log.js';
 import { packageVersion } from '../util/package.js';
 import { parseRfc3339 } from '../util/time.js';
 import { toServiceError } from './errors.js';
+import type { AdminHandlers } from './generated/tidemark/v1/Admin.js';
+import type { WriteVolumeResponse } from './generated/tidemark/v1/WriteVolumeResponse.js';
 import { CHANNEL_OPTIONS, CHUNK_SIZE, adminServiceDefinition } from './proto.js';
 import * as v from './validate.js';
 import { encodeMarker, encodeResult, encodeSnapshot, encodeVolume } from './wire.js';
@@ -17,7 +19,12 @@ export interface AdminServerOptions {
   nodeId?: string;
 }
 
-type UnaryHandler = (request: v.Fields, ids: CallIds) => Promise<v.Fields> | v.Fields;
+/**
+ * A handler reads its request through the checks of validate.ts (a decoded message is only as
+ * typed as its sender made it) and answers with a message of admin.proto's generated types;
+ * `satisfies AdminHandlers` below checks each answer against its method's response.
+ */
+type UnaryHandler<Res> = (request: v.Fields, ids: CallIds) => Promise<Res> | Res;
 
 /** Calls that change nothing are logged at debug level, so that polling does not flood the log. */
 const READ_ONLY = new Set(['ListVolumes', 'GetVolume', 'ReadVolume', 'ListSnapshots', 'ListMarkers', 'Diff', 'GetStatus']);
@@ -90,12 +97,12 @@ export class AdminServer {
 
   // ---- plumbing --------------------------------------------------------------------------
 
-  private unary(rpc: string, handler: UnaryHandler): grpc.handleUnaryCall<unknown, v.Fields> {
+  private unary<Res>(rpc: string, handler: UnaryHandler<Res>): grpc.handleUnaryCall<unknown, Res> {
     return unaryCall(this.style, rpc, (request, ids) => handler(v.fields(request, 'request'), ids), READ_ONLY.has(rpc));
   }
 
-  private serverStream(rpc: string, handler: (request: v.Fields, ids: CallIds, call: grpc.ServerWritableStream<unknown, v.Fields>) => Promise<void>) {
-    return serverStreamCall<unknown, v.Fields>(this.style, rpc, (request, ids, call) => handler(v.fields(request, 'request'), ids, call), READ_ONLY.has(rpc));
+  private serverStream<Res>(rpc: string, handler: (request: v.Fields, ids: CallIds, call: grpc.ServerWritableStream<unknown, Res>) => Promise<void>) {
+    return serverStreamCall<unknown, Res>(this.style, rpc, (request, ids, call) => handler(v.fields(request, 'request'), ids, call), READ_ONLY.has(rpc));
   }
 
   private handlers(): grpc.UntypedServiceImplementation {
@@ -146,7 +153,7 @@ export class AdminServer {
         return encodeVolume(await engine.clearInterruptedRestore(name));
       }),
 
-      WriteVolume: (call: grpc.ServerReadableStream<unknown, v.Fields>, callback: grpc.sendUnaryData<v.Fields>) => {
+      WriteVolume: (call: grpc.ServerReadableStream<unknown, WriteVolumeResponse>, callback: grpc.sendUnaryData<WriteVolumeResponse>) => {
         const started = Date.now();
         const ids: CallIds = {};
         void this.writeVolume(call, ids).then(
@@ -252,7 +259,7 @@ export class AdminServer {
         pid: process.pid,
         startedAt: this.startedAt.toISOString(),
       })),
-    };
+    } satisfies AdminHandlers;
   }
 
   /**
@@ -260,7 +267,7 @@ export class AdminServer {
    * follows the previous one's. A few writes stay in flight so the engine can batch them;
    * the engine journals them in the order they were issued.
    */
-  private async writeVolume(call: grpc.ServerReadableStream<unknown, v.Fields>, ids: CallIds): Promise<v.Fields> {
+  private async writeVolume(call: grpc.ServerReadableStream<unknown, WriteVolumeResponse>, ids: CallIds): Promise<WriteVolumeResponse> {
     let volume: string | undefined;
     let offset = 0;
     let announced: number | undefined;
@@ -319,7 +326,7 @@ export class AdminServer {
   }
 }
 
-async function drained(call: grpc.ServerWritableStream<unknown, v.Fields>): Promise<void> {
+async function drained<Res>(call: grpc.ServerWritableStream<unknown, Res>): Promise<void> {
   const abort = new AbortController();
   const cancelled = once(call, 'cancelled', { signal: abort.signal }).catch(() => undefined);
   await Promise.race([once(call, 'drain', { signal: abort.signal }).catch(() => undefined), cancelled]);

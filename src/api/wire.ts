@@ -1,5 +1,11 @@
 import type { Extent, InterruptedRestore, MarkerInfo, RestoreProgress, RestoreResult, RetentionPolicy, SnapshotInfo, VolumeInfo } from '../engine/index.js';
 import { TidemarkError } from '../util/errors.js';
+import type { InterruptedRestore as InterruptedRestoreMessage } from './generated/tidemark/v1/InterruptedRestore.js';
+import type { Marker as MarkerMessage } from './generated/tidemark/v1/Marker.js';
+import type { RestoreResult as RestoreResultMessage } from './generated/tidemark/v1/RestoreResult.js';
+import type { Retention as RetentionMessage } from './generated/tidemark/v1/Retention.js';
+import type { Snapshot as SnapshotMessage } from './generated/tidemark/v1/Snapshot.js';
+import type { Volume as VolumeMessage } from './generated/tidemark/v1/Volume.js';
 import { bool, fields, list, optionalMessage, optionalString, optionalUint64, stringList, uint64, type Fields } from './validate.js';
 
 /**
@@ -32,8 +38,8 @@ export interface DaemonStatus {
 
 // ---- encoding (server) -------------------------------------------------------------------
 
-export function encodeRetention(retention: RetentionPolicy): Fields {
-  const out: Fields = {};
+export function encodeRetention(retention: RetentionPolicy): RetentionMessage {
+  const out: RetentionMessage = {};
   if (retention.maxBytes !== undefined) out.maxBytes = retention.maxBytes;
   // The engine accepts fractional seconds; the wire carries whole ones, rounded up so that
   // a policy never reads back as "no limit".
@@ -41,7 +47,7 @@ export function encodeRetention(retention: RetentionPolicy): Fields {
   return out;
 }
 
-export function encodeVolume(info: VolumeInfo): Fields {
+export function encodeVolume(info: VolumeInfo): VolumeMessage {
   return {
     name: info.name,
     size: info.size,
@@ -61,7 +67,7 @@ export function encodeVolume(info: VolumeInfo): Fields {
   };
 }
 
-function encodeInterruptedRestore(restore: InterruptedRestore): Fields {
+function encodeInterruptedRestore(restore: InterruptedRestore): InterruptedRestoreMessage {
   return {
     source: restore.source,
     pointSequence: restore.pointSequence,
@@ -70,15 +76,15 @@ function encodeInterruptedRestore(restore: InterruptedRestore): Fields {
   };
 }
 
-export function encodeSnapshot(info: SnapshotInfo): Fields {
+export function encodeSnapshot(info: SnapshotInfo): SnapshotMessage {
   return { ...info, createdAt: info.createdAt.toISOString() };
 }
 
-export function encodeMarker(info: MarkerInfo): Fields {
+export function encodeMarker(info: MarkerInfo): MarkerMessage {
   return { ...info, createdAt: info.createdAt.toISOString() };
 }
 
-export function encodeResult(result: RestoreResult): Fields {
+export function encodeResult(result: RestoreResult): RestoreResultMessage {
   return { ...result, baseSnapshot: result.baseSnapshot ?? '', durationMs: Math.max(0, Math.round(result.durationMs)) };
 }
 

@@ -12,22 +12,26 @@ import { allSnapshots, findSnapshot, findVolume, lookupSnapshot, snapshotsNamed,
 import type {
   ControllerExpandVolumeRequest,
   ControllerExpandVolumeResponse,
+  ControllerGetCapabilitiesRequest,
   ControllerGetCapabilitiesResponse,
   ControllerGetVolumeHealthRequest,
   ControllerGetVolumeHealthResponse,
   ControllerGetVolumeRequest,
   ControllerGetVolumeResponse,
+  ControllerHandlers,
   ControllerListVolumeHealthRequest,
   ControllerListVolumeHealthResponse,
   ControllerModifyVolumeRequest,
+  ControllerModifyVolumeResponse,
   ControllerRpcType,
   CreateSnapshotRequest,
   CreateSnapshotResponse,
   CreateVolumeRequest,
   CreateVolumeResponse,
   DeleteSnapshotRequest,
+  DeleteSnapshotResponse,
   DeleteVolumeRequest,
-  Empty,
+  DeleteVolumeResponse,
   GetCapacityRequest,
   GetCapacityResponse,
   GetSnapshotRequest,
@@ -68,14 +72,14 @@ export const CONTROLLER_CAPABILITIES: ControllerRpcType[] = [
 export function controllerService(ctx: CsiContext): grpc.UntypedServiceImplementation {
   const read = { readOnly: true };
   return {
-    ControllerGetCapabilities: unary<Empty, ControllerGetCapabilitiesResponse>(
+    ControllerGetCapabilities: unary<ControllerGetCapabilitiesRequest, ControllerGetCapabilitiesResponse>(
       ctx,
       'ControllerGetCapabilities',
       () => ({ capabilities: CONTROLLER_CAPABILITIES.map((type) => ({ rpc: { type } })) }),
       read,
     ),
     CreateVolume: unary<CreateVolumeRequest, CreateVolumeResponse>(ctx, 'CreateVolume', (req, ids) => createVolume(ctx, req, ids)),
-    DeleteVolume: unary<DeleteVolumeRequest, Empty>(ctx, 'DeleteVolume', (req, ids) => deleteVolume(ctx, req, ids)),
+    DeleteVolume: unary<DeleteVolumeRequest, DeleteVolumeResponse>(ctx, 'DeleteVolume', (req, ids) => deleteVolume(ctx, req, ids)),
     ValidateVolumeCapabilities: unary<ValidateVolumeCapabilitiesRequest, ValidateVolumeCapabilitiesResponse>(
       ctx,
       'ValidateVolumeCapabilities',
@@ -110,12 +114,12 @@ export function controllerService(ctx: CsiContext): grpc.UntypedServiceImplement
       (req) => listVolumeHealth(ctx, req),
       read,
     ),
-    ControllerModifyVolume: unary<ControllerModifyVolumeRequest, Empty>(ctx, 'ControllerModifyVolume', (req, ids) => modifyVolume(ctx, req, ids)),
+    ControllerModifyVolume: unary<ControllerModifyVolumeRequest, ControllerModifyVolumeResponse>(ctx, 'ControllerModifyVolume', (req, ids) => modifyVolume(ctx, req, ids)),
     ControllerExpandVolume: unary<ControllerExpandVolumeRequest, ControllerExpandVolumeResponse>(ctx, 'ControllerExpandVolume', (req, ids) =>
       expandVolume(ctx, req, ids),
     ),
     CreateSnapshot: unary<CreateSnapshotRequest, CreateSnapshotResponse>(ctx, 'CreateSnapshot', (req, ids) => createSnapshot(ctx, req, ids)),
-    DeleteSnapshot: unary<DeleteSnapshotRequest, Empty>(ctx, 'DeleteSnapshot', (req, ids) => deleteSnapshot(ctx, req, ids)),
+    DeleteSnapshot: unary<DeleteSnapshotRequest, DeleteSnapshotResponse>(ctx, 'DeleteSnapshot', (req, ids) => deleteSnapshot(ctx, req, ids)),
     ListSnapshots: unary<ListSnapshotsRequest, ListSnapshotsResponse>(ctx, 'ListSnapshots', (req) => listSnapshots(ctx, req), read),
     GetSnapshot: unary<GetSnapshotRequest, GetSnapshotResponse>(
       ctx,
@@ -129,12 +133,12 @@ export function controllerService(ctx: CsiContext): grpc.UntypedServiceImplement
     ),
     // ControllerPublishVolume and ControllerUnpublishVolume stay unimplemented (grpc-js answers
     // UNIMPLEMENTED): a node-local volume needs no controller-side attach.
-  };
+  } satisfies Partial<ControllerHandlers>;
 }
 
 // ---- volumes -----------------------------------------------------------------------------
 
-async function deleteVolume(ctx: CsiContext, req: DeleteVolumeRequest, ids: CallIds): Promise<Empty> {
+async function deleteVolume(ctx: CsiContext, req: DeleteVolumeRequest, ids: CallIds): Promise<DeleteVolumeResponse> {
   if (!req.volumeId) throw invalid('volume_id is required');
   const parsed = ctx.handles.parseVolumeId(req.volumeId);
   if (!parsed.ok) {
@@ -253,7 +257,7 @@ async function listVolumeHealth(ctx: CsiContext, req: ControllerListVolumeHealth
   return { entries: page.items, nextToken: page.nextToken };
 }
 
-async function modifyVolume(ctx: CsiContext, req: ControllerModifyVolumeRequest, ids: CallIds): Promise<Empty> {
+async function modifyVolume(ctx: CsiContext, req: ControllerModifyVolumeRequest, ids: CallIds): Promise<ControllerModifyVolumeResponse> {
   if (!req.volumeId) throw invalid('volume_id is required');
   // The volume first: a request for a volume that does not exist is NOT_FOUND whatever it asks.
   const info = findVolume(ctx, req.volumeId);
@@ -324,7 +328,7 @@ async function createSnapshot(ctx: CsiContext, req: CreateSnapshotRequest, ids: 
   }, [volumeKey(volume)]);
 }
 
-async function deleteSnapshot(ctx: CsiContext, req: DeleteSnapshotRequest, ids: CallIds): Promise<Empty> {
+async function deleteSnapshot(ctx: CsiContext, req: DeleteSnapshotRequest, ids: CallIds): Promise<DeleteSnapshotResponse> {
   if (!req.snapshotId) throw invalid('snapshot_id is required');
   const parsed = ctx.handles.parseSnapshotId(req.snapshotId);
   if (!parsed.ok || isHiddenSnapshot(parsed.value.snapshot)) {

@@ -10,10 +10,12 @@ import type {
   CreateVolumeGroupSnapshotRequest,
   CreateVolumeGroupSnapshotResponse,
   DeleteVolumeGroupSnapshotRequest,
-  Empty,
+  DeleteVolumeGroupSnapshotResponse,
   GetVolumeGroupSnapshotRequest,
   GetVolumeGroupSnapshotResponse,
+  GroupControllerGetCapabilitiesRequest,
   GroupControllerGetCapabilitiesResponse,
+  GroupControllerHandlers,
   VolumeGroupSnapshot,
 } from './messages.js';
 import { checkNoParameters } from './params.js';
@@ -33,7 +35,7 @@ import { snapshotMessage, timestamp } from './views.js';
  */
 export function groupControllerService(ctx: CsiContext): grpc.UntypedServiceImplementation {
   return {
-    GroupControllerGetCapabilities: unary<Empty, GroupControllerGetCapabilitiesResponse>(
+    GroupControllerGetCapabilities: unary<GroupControllerGetCapabilitiesRequest, GroupControllerGetCapabilitiesResponse>(
       ctx,
       'GroupControllerGetCapabilities',
       () => ({ capabilities: [{ rpc: { type: 'CREATE_DELETE_GET_VOLUME_GROUP_SNAPSHOT' } }] }),
@@ -42,7 +44,7 @@ export function groupControllerService(ctx: CsiContext): grpc.UntypedServiceImpl
     CreateVolumeGroupSnapshot: unary<CreateVolumeGroupSnapshotRequest, CreateVolumeGroupSnapshotResponse>(ctx, 'CreateVolumeGroupSnapshot', (req, ids) =>
       createGroup(ctx, req, ids),
     ),
-    DeleteVolumeGroupSnapshot: unary<DeleteVolumeGroupSnapshotRequest, Empty>(ctx, 'DeleteVolumeGroupSnapshot', (req, ids) => deleteGroup(ctx, req, ids)),
+    DeleteVolumeGroupSnapshot: unary<DeleteVolumeGroupSnapshotRequest, DeleteVolumeGroupSnapshotResponse>(ctx, 'DeleteVolumeGroupSnapshot', (req, ids) => deleteGroup(ctx, req, ids)),
     GetVolumeGroupSnapshot: unary<GetVolumeGroupSnapshotRequest, GetVolumeGroupSnapshotResponse>(
       ctx,
       'GetVolumeGroupSnapshot',
@@ -59,7 +61,7 @@ export function groupControllerService(ctx: CsiContext): grpc.UntypedServiceImpl
       },
       { readOnly: true },
     ),
-  };
+  } satisfies GroupControllerHandlers;
 }
 
 function groupMembers(ctx: CsiContext, record: GroupRecord): SnapshotInfo[] {
@@ -155,7 +157,7 @@ async function removeMembers(ctx: CsiContext, group: string, volumes: string[]):
   }
 }
 
-async function deleteGroup(ctx: CsiContext, req: DeleteVolumeGroupSnapshotRequest, ids: CallIds): Promise<Empty> {
+async function deleteGroup(ctx: CsiContext, req: DeleteVolumeGroupSnapshotRequest, ids: CallIds): Promise<DeleteVolumeGroupSnapshotResponse> {
   if (!req.groupSnapshotId) throw invalid('group_snapshot_id is required');
   const parsed = ctx.handles.parseGroupSnapshotId(req.groupSnapshotId);
   if (!parsed.ok) {

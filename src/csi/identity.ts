@@ -4,7 +4,7 @@ import { packageVersion } from '../util/package.js';
 import type { CsiContext } from './context.js';
 import { failedPrecondition } from './errors.js';
 import { DRIVER_NAME } from './handles.js';
-import type { Empty, GetPluginCapabilitiesResponse, GetPluginInfoResponse, PluginCapability, ProbeResponse } from './messages.js';
+import type { GetPluginCapabilitiesRequest, GetPluginCapabilitiesResponse, GetPluginInfoRequest, GetPluginInfoResponse, IdentityHandlers, PluginCapability, ProbeRequest, ProbeResponse } from './messages.js';
 import { CSI_SPEC_VERSION } from './proto.js';
 import { unary } from './rpc.js';
 
@@ -31,14 +31,14 @@ export function pluginCapabilities(expansion: 'ONLINE' | 'OFFLINE'): PluginCapab
 export function identityService(ctx: CsiContext, expansion: 'ONLINE' | 'OFFLINE' = 'OFFLINE'): grpc.UntypedServiceImplementation {
   const capabilities = pluginCapabilities(expansion);
   return {
-    GetPluginInfo: unary<Empty, GetPluginInfoResponse>(
+    GetPluginInfo: unary<GetPluginInfoRequest, GetPluginInfoResponse>(
       ctx,
       'GetPluginInfo',
       () => ({ name: DRIVER_NAME, vendorVersion: packageVersion(), manifest: { csiSpec: CSI_SPEC_VERSION, node: ctx.handles.nodeId } }),
       { readOnly: true },
     ),
 
-    GetPluginCapabilities: unary<Empty, GetPluginCapabilitiesResponse>(ctx, 'GetPluginCapabilities', () => ({ capabilities }), {
+    GetPluginCapabilities: unary<GetPluginCapabilitiesRequest, GetPluginCapabilitiesResponse>(ctx, 'GetPluginCapabilities', () => ({ capabilities }), {
       readOnly: true,
     }),
 
@@ -46,7 +46,7 @@ export function identityService(ctx: CsiContext, expansion: 'ONLINE' | 'OFFLINE'
      * Unhealthy (an error) when the store cannot be reached: nothing will work until someone
      * fixes the disk. Not ready (false) while the daemon is still starting or already stopping.
      */
-    Probe: unary<Empty, ProbeResponse>(
+    Probe: unary<ProbeRequest, ProbeResponse>(
       ctx,
       'Probe',
       async () => {
@@ -59,5 +59,5 @@ export function identityService(ctx: CsiContext, expansion: 'ONLINE' | 'OFFLINE'
       },
       { readOnly: true },
     ),
-  };
+  } satisfies IdentityHandlers;
 }

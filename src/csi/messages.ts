@@ -1,456 +1,145 @@
 /**
- * The shapes of csi.v1 messages as @grpc/proto-loader hands them over with PROTO_LOADER_OPTIONS
- * (camelCase names, int64 as decimal strings, enums as names, defaults filled in, absent
- * messages as null, oneof members named by a virtual field). Only what tidemark reads or
- * writes is typed. Outgoing int64 fields may be numbers: protobufjs encodes either.
+ * Short names for the csi.v1 message types, which are generated from csi.proto into
+ * ./generated/ by hack/gen-types.sh (`npm run gen:types`; never edit those files by hand).
+ * The generator was given the options the daemon loads the proto with (PROTO_LOADER_OPTIONS
+ * in src/util/grpc.ts), so each message comes in two shapes:
+ *
+ * - `X__Output`, what @grpc/proto-loader hands a handler: every field present (absent scalars
+ *   filled in with their zero value, absent messages as null), int64 as decimal strings, enums
+ *   as names, the member of a oneof named by a virtual field (`accessType`). A request is
+ *   named here by that shape.
+ * - `X`, what protobufjs accepts to encode: every field optional, int64 as a number or a
+ *   string. A response, and a message built to go into one, is named here by that shape.
+ *
+ * Messages that are both built and read back here without an int64 field among them
+ * (Topology, VolumeHealth) are named by the complete `__Output` shape, which fits either use.
+ * Nothing here describes a message by hand: a field added to csi.proto appears after
+ * regenerating, and test/hack/gen-types.test.ts fails while ./generated/ is stale.
  */
 
-export type Int64In = string;
-export type Int64Out = number | string;
-export type StringMap = Record<string, string>;
-
-export interface Timestamp {
-  seconds: Int64Out;
-  nanos: number;
-}
-
-export interface BoolValue {
-  value: boolean;
-}
-
-export interface Int64Value {
-  value: Int64Out;
-}
-
-// ---- shared ------------------------------------------------------------------------------
-
-export type AccessModeName =
-  | 'UNKNOWN'
-  | 'SINGLE_NODE_WRITER'
-  | 'SINGLE_NODE_READER_ONLY'
-  | 'MULTI_NODE_READER_ONLY'
-  | 'MULTI_NODE_SINGLE_WRITER'
-  | 'MULTI_NODE_MULTI_WRITER'
-  | 'SINGLE_NODE_SINGLE_WRITER'
-  | 'SINGLE_NODE_MULTI_WRITER';
-
-export interface MountVolume {
-  fsType: string;
-  mountFlags: string[];
-  volumeMountGroup: string;
-}
-
-export interface VolumeCapability {
-  block?: Record<string, never> | null;
-  mount?: MountVolume | null;
-  accessType?: 'block' | 'mount';
-  accessMode: { mode: AccessModeName } | null;
-}
-
-export interface CapacityRange {
-  requiredBytes: Int64In;
-  limitBytes: Int64In;
-}
-
-export interface Topology {
-  segments: StringMap;
-}
-
-export interface TopologyRequirement {
-  requisite: Topology[];
-  preferred: Topology[];
-}
-
-export interface VolumeContentSource {
-  snapshot?: { snapshotId: string } | null;
-  volume?: { volumeId: string } | null;
-  type?: 'snapshot' | 'volume';
-}
-
-export interface Volume {
-  capacityBytes: Int64Out;
-  volumeId: string;
-  volumeContext: StringMap;
-  contentSource: VolumeContentSource | null;
-  accessibleTopology: Topology[];
-}
-
-export interface Snapshot {
-  sizeBytes: Int64Out;
-  snapshotId: string;
-  sourceVolumeId: string;
-  creationTime: Timestamp;
-  readyToUse: boolean;
-  groupSnapshotId: string;
-  accessibleTopology: Topology[];
-}
-
-export interface VolumeStatus {
-  publishedNodeIds: string[];
-}
-
-// ---- identity ----------------------------------------------------------------------------
-
-export interface GetPluginInfoResponse {
-  name: string;
-  vendorVersion: string;
-  manifest: StringMap;
-}
-
-export type PluginServiceType =
-  | 'CONTROLLER_SERVICE'
-  | 'VOLUME_ACCESSIBILITY_CONSTRAINTS'
-  | 'GROUP_CONTROLLER_SERVICE'
-  | 'SNAPSHOT_METADATA_SERVICE'
-  | 'SNAPSHOT_ACCESSIBILITY_CONSTRAINTS';
-
-export type PluginCapability = { service: { type: PluginServiceType } } | { volumeExpansion: { type: 'ONLINE' | 'OFFLINE' } };
-
-export interface GetPluginCapabilitiesResponse {
-  capabilities: PluginCapability[];
-}
-
-export interface ProbeResponse {
-  ready: BoolValue;
-}
-
-// ---- controller --------------------------------------------------------------------------
-
-export interface CreateVolumeRequest {
-  name: string;
-  capacityRange: CapacityRange | null;
-  volumeCapabilities: VolumeCapability[];
-  parameters: StringMap;
-  secrets: StringMap;
-  volumeContentSource: VolumeContentSource | null;
-  accessibilityRequirements: TopologyRequirement | null;
-  mutableParameters: StringMap;
-}
-
-export interface CreateVolumeResponse {
-  volume: Volume;
-}
-
-export interface DeleteVolumeRequest {
-  volumeId: string;
-  secrets: StringMap;
-}
-
-export interface ValidateVolumeCapabilitiesRequest {
-  volumeId: string;
-  volumeContext: StringMap;
-  volumeCapabilities: VolumeCapability[];
-  parameters: StringMap;
-  secrets: StringMap;
-  mutableParameters: StringMap;
-}
-
-export interface ValidateVolumeCapabilitiesResponse {
-  confirmed: {
-    volumeContext: StringMap;
-    volumeCapabilities: VolumeCapability[];
-    parameters: StringMap;
-    mutableParameters: StringMap;
-  } | null;
-  message: string;
-}
-
-export interface ListVolumesRequest {
-  maxEntries: number;
-  startingToken: string;
-}
-
-export interface ListVolumesResponse {
-  entries: { volume: Volume; status: VolumeStatus }[];
-  nextToken: string;
-}
-
-export interface VolumeHealthEntry {
-  status: 'DEGRADED' | 'INACCESSIBLE' | 'DATA_LOSS';
-  reason: string;
-  message: string;
-}
-
-export interface VolumeHealth {
-  volumeId: string;
-  healthStatuses: VolumeHealthEntry[];
-}
-
-export interface ControllerListVolumeHealthRequest {
-  maxEntries: number;
-  startingToken: string;
-  secrets: StringMap;
-}
-
-export interface ControllerListVolumeHealthResponse {
-  entries: VolumeHealth[];
-  nextToken: string;
-}
-
-export interface ControllerGetVolumeHealthRequest {
-  volumeId: string;
-  secrets: StringMap;
-}
-
-export interface ControllerGetVolumeHealthResponse {
-  volumeHealth: VolumeHealth;
-}
-
-export interface ControllerGetVolumeRequest {
-  volumeId: string;
-}
-
-export interface ControllerGetVolumeResponse {
-  volume: Volume;
-  status: VolumeStatus;
-}
-
-export interface ControllerModifyVolumeRequest {
-  volumeId: string;
-  secrets: StringMap;
-  mutableParameters: StringMap;
-}
-
-export interface GetCapacityRequest {
-  volumeCapabilities: VolumeCapability[];
-  parameters: StringMap;
-  accessibleTopology: Topology | null;
-}
-
-export interface GetCapacityResponse {
-  availableCapacity: Int64Out;
-  maximumVolumeSize: Int64Value | null;
-  minimumVolumeSize: Int64Value | null;
-}
-
-export type ControllerRpcType =
-  | 'CREATE_DELETE_VOLUME'
-  | 'LIST_VOLUMES'
-  | 'GET_CAPACITY'
-  | 'CREATE_DELETE_SNAPSHOT'
-  | 'LIST_SNAPSHOTS'
-  | 'CLONE_VOLUME'
-  | 'EXPAND_VOLUME'
-  | 'GET_VOLUME'
-  | 'MODIFY_VOLUME'
-  | 'GET_SNAPSHOT'
-  | 'GET_VOLUME_HEALTH'
-  | 'LIST_VOLUME_HEALTH';
-
-export interface ControllerGetCapabilitiesResponse {
-  capabilities: { rpc: { type: ControllerRpcType } }[];
-}
-
-export interface CreateSnapshotRequest {
-  sourceVolumeId: string;
-  name: string;
-  secrets: StringMap;
-  parameters: StringMap;
-  accessibilityRequirements: TopologyRequirement | null;
-}
-
-export interface CreateSnapshotResponse {
-  snapshot: Snapshot;
-}
-
-export interface DeleteSnapshotRequest {
-  snapshotId: string;
-  secrets: StringMap;
-}
-
-export interface ListSnapshotsRequest {
-  maxEntries: number;
-  startingToken: string;
-  sourceVolumeId: string;
-  snapshotId: string;
-  secrets: StringMap;
-}
-
-export interface ListSnapshotsResponse {
-  entries: { snapshot: Snapshot }[];
-  nextToken: string;
-}
-
-export interface GetSnapshotRequest {
-  snapshotId: string;
-  secrets: StringMap;
-}
-
-export interface GetSnapshotResponse {
-  snapshot: Snapshot;
-}
-
-export interface ControllerExpandVolumeRequest {
-  volumeId: string;
-  capacityRange: CapacityRange | null;
-  secrets: StringMap;
-  volumeCapability: VolumeCapability | null;
-}
-
-export interface ControllerExpandVolumeResponse {
-  capacityBytes: Int64Out;
-  nodeExpansionRequired: boolean;
-}
-
-// ---- group controller --------------------------------------------------------------------
-
-export interface GroupControllerGetCapabilitiesResponse {
-  capabilities: { rpc: { type: 'CREATE_DELETE_GET_VOLUME_GROUP_SNAPSHOT' } }[];
-}
-
-export interface VolumeGroupSnapshot {
-  groupSnapshotId: string;
-  snapshots: Snapshot[];
-  creationTime: Timestamp;
-  readyToUse: boolean;
-}
-
-export interface CreateVolumeGroupSnapshotRequest {
-  name: string;
-  sourceVolumeIds: string[];
-  secrets: StringMap;
-  parameters: StringMap;
-}
-
-export interface CreateVolumeGroupSnapshotResponse {
-  groupSnapshot: VolumeGroupSnapshot;
-}
-
-export interface DeleteVolumeGroupSnapshotRequest {
-  groupSnapshotId: string;
-  snapshotIds: string[];
-  secrets: StringMap;
-}
-
-export interface GetVolumeGroupSnapshotRequest {
-  groupSnapshotId: string;
-  snapshotIds: string[];
-  secrets: StringMap;
-}
-
-export interface GetVolumeGroupSnapshotResponse {
-  groupSnapshot: VolumeGroupSnapshot;
-}
-
-// ---- snapshot metadata -------------------------------------------------------------------
-
-export interface BlockMetadata {
-  byteOffset: Int64Out;
-  sizeBytes: Int64Out;
-}
-
-export type BlockMetadataType = 'FIXED_LENGTH' | 'VARIABLE_LENGTH';
-
-export interface GetMetadataAllocatedRequest {
-  snapshotId: string;
-  startingOffset: Int64In;
-  maxResults: number;
-  secrets: StringMap;
-}
-
-export interface GetMetadataDeltaRequest {
-  baseSnapshotId: string;
-  targetSnapshotId: string;
-  startingOffset: Int64In;
-  maxResults: number;
-  secrets: StringMap;
-}
-
-export interface MetadataResponse {
-  blockMetadataType: BlockMetadataType;
-  volumeCapacityBytes: Int64Out;
-  blockMetadata: BlockMetadata[];
-}
-
-// ---- node --------------------------------------------------------------------------------
-
-export interface NodeGetInfoResponse {
-  nodeId: string;
-  maxVolumesPerNode: Int64Out;
-  accessibleTopology: Topology;
-}
-
-export interface NodeGetCapabilitiesResponse {
-  capabilities: { rpc: { type: string } }[];
-}
-
-export interface NodeUnpublishVolumeRequest {
-  volumeId: string;
-  targetPath: string;
-}
-
-export interface NodeStageVolumeRequest {
-  volumeId: string;
-  publishContext: StringMap;
-  stagingTargetPath: string;
-  volumeCapability: VolumeCapability | null;
-  secrets: StringMap;
-  volumeContext: StringMap;
-}
-
-export interface NodeUnstageVolumeRequest {
-  volumeId: string;
-  stagingTargetPath: string;
-}
-
-export interface NodePublishVolumeRequest {
-  volumeId: string;
-  publishContext: StringMap;
-  stagingTargetPath: string;
-  targetPath: string;
-  volumeCapability: VolumeCapability | null;
-  readonly: boolean;
-  secrets: StringMap;
-  volumeContext: StringMap;
-}
-
-export interface VolumeUsage {
-  available: Int64Out;
-  total: Int64Out;
-  used: Int64Out;
-  unit: 'BYTES' | 'INODES';
-}
-
-export interface NodeGetVolumeStatsRequest {
-  volumeId: string;
-  volumePath: string;
-  stagingTargetPath: string;
-}
-
-export interface NodeGetVolumeStatsResponse {
-  usage: VolumeUsage[];
-}
-
-export interface NodeGetVolumeHealthRequest {
-  volumeId: string;
-  volumePublishPath: string;
-  stagingTargetPath: string;
-}
-
-export interface NodeGetVolumeHealthResponse {
-  volumeHealth: VolumeHealth;
-}
-
-export interface StorageBackendHealth {
-  status: 'STORAGE_DEGRADED' | 'STORAGE_UNREACHABLE';
-  reason: string;
-  message: string;
-}
-
-export interface NodeGetStorageHealthResponse {
-  backendHealth: StorageBackendHealth[];
-}
-
-export interface NodeExpandVolumeRequest {
-  volumeId: string;
-  volumePath: string;
-  capacityRange: CapacityRange | null;
-  stagingTargetPath: string;
-  volumeCapability: VolumeCapability | null;
-}
-
-export interface NodeExpandVolumeResponse {
-  capacityBytes: Int64Out;
-}
-
-export type Empty = Record<string, never>;
+import type { CreateVolumeRequest__Output } from './generated/csi/v1/CreateVolumeRequest.js';
+import type { GetMetadataAllocatedResponse } from './generated/csi/v1/GetMetadataAllocatedResponse.js';
+import type { GetMetadataDeltaResponse } from './generated/csi/v1/GetMetadataDeltaResponse.js';
+
+// ---- services ------------------------------------------------------------------------------
+
+// The handlers each service's methods must have: the services are checked against them.
+export type { IdentityHandlers } from './generated/csi/v1/Identity.js';
+export type { ControllerHandlers } from './generated/csi/v1/Controller.js';
+export type { GroupControllerHandlers } from './generated/csi/v1/GroupController.js';
+export type { SnapshotMetadataHandlers } from './generated/csi/v1/SnapshotMetadata.js';
+export type { NodeHandlers } from './generated/csi/v1/Node.js';
+
+// ---- shared --------------------------------------------------------------------------------
+
+export type { CapacityRange__Output as CapacityRange } from './generated/csi/v1/CapacityRange.js';
+export type { Topology__Output as Topology } from './generated/csi/v1/Topology.js';
+export type { TopologyRequirement__Output as TopologyRequirement } from './generated/csi/v1/TopologyRequirement.js';
+export type {
+  VolumeCapability__Output as VolumeCapability,
+  _csi_v1_VolumeCapability_AccessMode_Mode__Output as AccessModeName,
+} from './generated/csi/v1/VolumeCapability.js';
+export type { Volume } from './generated/csi/v1/Volume.js';
+export type { VolumeContentSource } from './generated/csi/v1/VolumeContentSource.js';
+export type { Snapshot } from './generated/csi/v1/Snapshot.js';
+export type { Timestamp } from './generated/google/protobuf/Timestamp.js';
+export type { _csi_v1_ListVolumesResponse_VolumeStatus as VolumeStatus } from './generated/csi/v1/ListVolumesResponse.js';
+export type {
+  VolumeHealth__Output as VolumeHealth,
+  _csi_v1_VolumeHealth_VolumeHealthEntry__Output as VolumeHealthEntry,
+} from './generated/csi/v1/VolumeHealth.js';
+
+/** A `map<string, string>` field as it arrives (parameters, secrets, volume_context). */
+export type StringMap = CreateVolumeRequest__Output['parameters'];
+
+// ---- identity ------------------------------------------------------------------------------
+
+export type { GetPluginInfoRequest__Output as GetPluginInfoRequest } from './generated/csi/v1/GetPluginInfoRequest.js';
+export type { GetPluginInfoResponse } from './generated/csi/v1/GetPluginInfoResponse.js';
+export type { GetPluginCapabilitiesRequest__Output as GetPluginCapabilitiesRequest } from './generated/csi/v1/GetPluginCapabilitiesRequest.js';
+export type { GetPluginCapabilitiesResponse } from './generated/csi/v1/GetPluginCapabilitiesResponse.js';
+export type { PluginCapability } from './generated/csi/v1/PluginCapability.js';
+export type { ProbeRequest__Output as ProbeRequest } from './generated/csi/v1/ProbeRequest.js';
+export type { ProbeResponse } from './generated/csi/v1/ProbeResponse.js';
+
+// ---- controller ----------------------------------------------------------------------------
+
+export type { CreateVolumeRequest__Output as CreateVolumeRequest } from './generated/csi/v1/CreateVolumeRequest.js';
+export type { CreateVolumeResponse } from './generated/csi/v1/CreateVolumeResponse.js';
+export type { DeleteVolumeRequest__Output as DeleteVolumeRequest } from './generated/csi/v1/DeleteVolumeRequest.js';
+export type { DeleteVolumeResponse } from './generated/csi/v1/DeleteVolumeResponse.js';
+export type { ValidateVolumeCapabilitiesRequest__Output as ValidateVolumeCapabilitiesRequest } from './generated/csi/v1/ValidateVolumeCapabilitiesRequest.js';
+export type { ValidateVolumeCapabilitiesResponse } from './generated/csi/v1/ValidateVolumeCapabilitiesResponse.js';
+export type { ListVolumesRequest__Output as ListVolumesRequest } from './generated/csi/v1/ListVolumesRequest.js';
+export type { ListVolumesResponse } from './generated/csi/v1/ListVolumesResponse.js';
+export type { ControllerListVolumeHealthRequest__Output as ControllerListVolumeHealthRequest } from './generated/csi/v1/ControllerListVolumeHealthRequest.js';
+export type { ControllerListVolumeHealthResponse } from './generated/csi/v1/ControllerListVolumeHealthResponse.js';
+export type { ControllerGetVolumeHealthRequest__Output as ControllerGetVolumeHealthRequest } from './generated/csi/v1/ControllerGetVolumeHealthRequest.js';
+export type { ControllerGetVolumeHealthResponse } from './generated/csi/v1/ControllerGetVolumeHealthResponse.js';
+export type { ControllerGetVolumeRequest__Output as ControllerGetVolumeRequest } from './generated/csi/v1/ControllerGetVolumeRequest.js';
+export type { ControllerGetVolumeResponse } from './generated/csi/v1/ControllerGetVolumeResponse.js';
+export type { ControllerModifyVolumeRequest__Output as ControllerModifyVolumeRequest } from './generated/csi/v1/ControllerModifyVolumeRequest.js';
+export type { ControllerModifyVolumeResponse } from './generated/csi/v1/ControllerModifyVolumeResponse.js';
+export type { GetCapacityRequest__Output as GetCapacityRequest } from './generated/csi/v1/GetCapacityRequest.js';
+export type { GetCapacityResponse } from './generated/csi/v1/GetCapacityResponse.js';
+export type { ControllerGetCapabilitiesRequest__Output as ControllerGetCapabilitiesRequest } from './generated/csi/v1/ControllerGetCapabilitiesRequest.js';
+export type { ControllerGetCapabilitiesResponse } from './generated/csi/v1/ControllerGetCapabilitiesResponse.js';
+export type { _csi_v1_ControllerServiceCapability_RPC_Type__Output as ControllerRpcType } from './generated/csi/v1/ControllerServiceCapability.js';
+export type { CreateSnapshotRequest__Output as CreateSnapshotRequest } from './generated/csi/v1/CreateSnapshotRequest.js';
+export type { CreateSnapshotResponse } from './generated/csi/v1/CreateSnapshotResponse.js';
+export type { DeleteSnapshotRequest__Output as DeleteSnapshotRequest } from './generated/csi/v1/DeleteSnapshotRequest.js';
+export type { DeleteSnapshotResponse } from './generated/csi/v1/DeleteSnapshotResponse.js';
+export type { ListSnapshotsRequest__Output as ListSnapshotsRequest } from './generated/csi/v1/ListSnapshotsRequest.js';
+export type { ListSnapshotsResponse } from './generated/csi/v1/ListSnapshotsResponse.js';
+export type { GetSnapshotRequest__Output as GetSnapshotRequest } from './generated/csi/v1/GetSnapshotRequest.js';
+export type { GetSnapshotResponse } from './generated/csi/v1/GetSnapshotResponse.js';
+export type { ControllerExpandVolumeRequest__Output as ControllerExpandVolumeRequest } from './generated/csi/v1/ControllerExpandVolumeRequest.js';
+export type { ControllerExpandVolumeResponse } from './generated/csi/v1/ControllerExpandVolumeResponse.js';
+
+// ---- group controller ----------------------------------------------------------------------
+
+export type { GroupControllerGetCapabilitiesRequest__Output as GroupControllerGetCapabilitiesRequest } from './generated/csi/v1/GroupControllerGetCapabilitiesRequest.js';
+export type { GroupControllerGetCapabilitiesResponse } from './generated/csi/v1/GroupControllerGetCapabilitiesResponse.js';
+export type { VolumeGroupSnapshot } from './generated/csi/v1/VolumeGroupSnapshot.js';
+export type { CreateVolumeGroupSnapshotRequest__Output as CreateVolumeGroupSnapshotRequest } from './generated/csi/v1/CreateVolumeGroupSnapshotRequest.js';
+export type { CreateVolumeGroupSnapshotResponse } from './generated/csi/v1/CreateVolumeGroupSnapshotResponse.js';
+export type { DeleteVolumeGroupSnapshotRequest__Output as DeleteVolumeGroupSnapshotRequest } from './generated/csi/v1/DeleteVolumeGroupSnapshotRequest.js';
+export type { DeleteVolumeGroupSnapshotResponse } from './generated/csi/v1/DeleteVolumeGroupSnapshotResponse.js';
+export type { GetVolumeGroupSnapshotRequest__Output as GetVolumeGroupSnapshotRequest } from './generated/csi/v1/GetVolumeGroupSnapshotRequest.js';
+export type { GetVolumeGroupSnapshotResponse } from './generated/csi/v1/GetVolumeGroupSnapshotResponse.js';
+
+// ---- snapshot metadata ---------------------------------------------------------------------
+
+export type { BlockMetadata } from './generated/csi/v1/BlockMetadata.js';
+export type { GetMetadataAllocatedRequest__Output as GetMetadataAllocatedRequest } from './generated/csi/v1/GetMetadataAllocatedRequest.js';
+export type { GetMetadataDeltaRequest__Output as GetMetadataDeltaRequest } from './generated/csi/v1/GetMetadataDeltaRequest.js';
+
+/** Both metadata streams send messages of the same fields; one built here serves either. */
+export type MetadataResponse = GetMetadataAllocatedResponse & GetMetadataDeltaResponse;
+
+// ---- node ----------------------------------------------------------------------------------
+
+export type { NodeGetInfoRequest__Output as NodeGetInfoRequest } from './generated/csi/v1/NodeGetInfoRequest.js';
+export type { NodeGetInfoResponse } from './generated/csi/v1/NodeGetInfoResponse.js';
+export type { NodeGetCapabilitiesRequest__Output as NodeGetCapabilitiesRequest } from './generated/csi/v1/NodeGetCapabilitiesRequest.js';
+export type { NodeGetCapabilitiesResponse } from './generated/csi/v1/NodeGetCapabilitiesResponse.js';
+export type { _csi_v1_NodeServiceCapability_RPC_Type__Output as NodeRpcType } from './generated/csi/v1/NodeServiceCapability.js';
+export type { NodeStageVolumeRequest__Output as NodeStageVolumeRequest } from './generated/csi/v1/NodeStageVolumeRequest.js';
+export type { NodeStageVolumeResponse } from './generated/csi/v1/NodeStageVolumeResponse.js';
+export type { NodeUnstageVolumeRequest__Output as NodeUnstageVolumeRequest } from './generated/csi/v1/NodeUnstageVolumeRequest.js';
+export type { NodeUnstageVolumeResponse } from './generated/csi/v1/NodeUnstageVolumeResponse.js';
+export type { NodePublishVolumeRequest__Output as NodePublishVolumeRequest } from './generated/csi/v1/NodePublishVolumeRequest.js';
+export type { NodePublishVolumeResponse } from './generated/csi/v1/NodePublishVolumeResponse.js';
+export type { NodeUnpublishVolumeRequest__Output as NodeUnpublishVolumeRequest } from './generated/csi/v1/NodeUnpublishVolumeRequest.js';
+export type { NodeUnpublishVolumeResponse } from './generated/csi/v1/NodeUnpublishVolumeResponse.js';
+export type { NodeGetVolumeStatsRequest__Output as NodeGetVolumeStatsRequest } from './generated/csi/v1/NodeGetVolumeStatsRequest.js';
+export type { NodeGetVolumeStatsResponse } from './generated/csi/v1/NodeGetVolumeStatsResponse.js';
+export type { NodeGetVolumeHealthRequest__Output as NodeGetVolumeHealthRequest } from './generated/csi/v1/NodeGetVolumeHealthRequest.js';
+export type { NodeGetVolumeHealthResponse } from './generated/csi/v1/NodeGetVolumeHealthResponse.js';
+export type { NodeGetStorageHealthRequest__Output as NodeGetStorageHealthRequest } from './generated/csi/v1/NodeGetStorageHealthRequest.js';
+export type {
+  NodeGetStorageHealthResponse,
+  _csi_v1_NodeGetStorageHealthResponse_StorageBackendHealth as StorageBackendHealth,
+} from './generated/csi/v1/NodeGetStorageHealthResponse.js';
+export type { NodeExpandVolumeRequest__Output as NodeExpandVolumeRequest } from './generated/csi/v1/NodeExpandVolumeRequest.js';
+export type { NodeExpandVolumeResponse } from './generated/csi/v1/NodeExpandVolumeResponse.js';

@@ -26,20 +26,29 @@ import { alreadyExists, failedPrecondition, invalid, notFound, outOfRange } from
 import { volumeKey } from './inflight.js';
 import { findVolume } from './lookup.js';
 import type {
-  Empty,
   NodeExpandVolumeRequest,
   NodeExpandVolumeResponse,
+  NodeGetCapabilitiesRequest,
   NodeGetCapabilitiesResponse,
+  NodeGetInfoRequest,
   NodeGetInfoResponse,
-  NodeGetVolumeStatsRequest,
-  NodeGetVolumeStatsResponse,
-  NodePublishVolumeRequest,
-  NodeStageVolumeRequest,
-  NodeUnpublishVolumeRequest,
-  NodeUnstageVolumeRequest,
+  NodeGetStorageHealthRequest,
   NodeGetStorageHealthResponse,
   NodeGetVolumeHealthRequest,
   NodeGetVolumeHealthResponse,
+  NodeGetVolumeStatsRequest,
+  NodeGetVolumeStatsResponse,
+  NodeHandlers,
+  NodePublishVolumeRequest,
+  NodePublishVolumeResponse,
+  NodeRpcType,
+  NodeStageVolumeRequest,
+  NodeStageVolumeResponse,
+  NodeUnpublishVolumeRequest,
+  NodeUnpublishVolumeResponse,
+  NodeUnstageVolumeRequest,
+  NodeUnstageVolumeResponse,
+  StorageBackendHealth,
   VolumeCapability,
   VolumeHealthEntry,
 } from './messages.js';
@@ -86,7 +95,7 @@ export interface StageRecord {
  * CSI v1.13 moved the volume condition out of NodeGetVolumeStats into the (alpha)
  * NodeGetVolumeHealth call, so that is where a broken attachment is reported.
  */
-const CAPABILITIES = ['STAGE_UNSTAGE_VOLUME', 'GET_VOLUME_STATS', 'EXPAND_VOLUME', 'GET_VOLUME_HEALTH', 'GET_STORAGE_HEALTH'];
+const CAPABILITIES: NodeRpcType[] = ['STAGE_UNSTAGE_VOLUME', 'GET_VOLUME_STATS', 'EXPAND_VOLUME', 'GET_VOLUME_HEALTH', 'GET_STORAGE_HEALTH'];
 
 function checkCapability(capability: VolumeCapability | null, fsType?: string): VolumeCapability {
   const malformed = malformedCapability(capability);
@@ -269,18 +278,18 @@ export function nodeService(ctx: CsiContext, options: NodeServiceOptions, attach
   }
 
   return {
-    NodeGetInfo: unary<Empty, NodeGetInfoResponse>(
+    NodeGetInfo: unary<NodeGetInfoRequest, NodeGetInfoResponse>(
       ctx,
       'NodeGetInfo',
       () => ({ nodeId: ctx.handles.nodeId, maxVolumesPerNode: options.maxVolumes ?? 0, accessibleTopology: ctx.handles.topology() }),
       { readOnly: true },
     ),
 
-    NodeGetCapabilities: unary<Empty, NodeGetCapabilitiesResponse>(ctx, 'NodeGetCapabilities', () => ({ capabilities: CAPABILITIES.map((type) => ({ rpc: { type } })) }), {
+    NodeGetCapabilities: unary<NodeGetCapabilitiesRequest, NodeGetCapabilitiesResponse>(ctx, 'NodeGetCapabilities', () => ({ capabilities: CAPABILITIES.map((type) => ({ rpc: { type } })) }), {
       readOnly: true,
     }),
 
-    NodeStageVolume: unary<NodeStageVolumeRequest, Empty>(ctx, 'NodeStageVolume', async (req, ids) => {
+    NodeStageVolume: unary<NodeStageVolumeRequest, NodeStageVolumeResponse>(ctx, 'NodeStageVolume', async (req, ids) => {
       if (!req.volumeId) throw invalid('volume_id is required');
       if (!req.stagingTargetPath) throw invalid('staging_target_path is required');
       if (!req.volumeCapability) throw invalid('volume_capability is required');
@@ -290,7 +299,7 @@ export function nodeService(ctx: CsiContext, options: NodeServiceOptions, attach
       return {};
     }),
 
-    NodeUnstageVolume: unary<NodeUnstageVolumeRequest, Empty>(ctx, 'NodeUnstageVolume', async (req, ids) => {
+    NodeUnstageVolume: unary<NodeUnstageVolumeRequest, NodeUnstageVolumeResponse>(ctx, 'NodeUnstageVolume', async (req, ids) => {
       if (!req.volumeId) throw invalid('volume_id is required');
       if (!req.stagingTargetPath) throw invalid('staging_target_path is required');
       const name = volumeNameOf(req.volumeId);
@@ -306,7 +315,7 @@ export function nodeService(ctx: CsiContext, options: NodeServiceOptions, attach
       return {};
     }),
 
-    NodePublishVolume: unary<NodePublishVolumeRequest, Empty>(ctx, 'NodePublishVolume', async (req, ids) => {
+    NodePublishVolume: unary<NodePublishVolumeRequest, NodePublishVolumeResponse>(ctx, 'NodePublishVolume', async (req, ids) => {
       if (!req.volumeId) throw invalid('volume_id is required');
       if (!req.stagingTargetPath) throw invalid('staging_target_path is required: tidemark volumes are staged first');
       if (!req.targetPath) throw invalid('target_path is required');
@@ -317,7 +326,7 @@ export function nodeService(ctx: CsiContext, options: NodeServiceOptions, attach
       return {};
     }),
 
-    NodeUnpublishVolume: unary<NodeUnpublishVolumeRequest, Empty>(ctx, 'NodeUnpublishVolume', async (req, ids) => {
+    NodeUnpublishVolume: unary<NodeUnpublishVolumeRequest, NodeUnpublishVolumeResponse>(ctx, 'NodeUnpublishVolume', async (req, ids) => {
       if (!req.volumeId) throw invalid('volume_id is required');
       if (!req.targetPath) throw invalid('target_path is required');
       const name = volumeNameOf(req.volumeId);
@@ -377,12 +386,12 @@ export function nodeService(ctx: CsiContext, options: NodeServiceOptions, attach
       { readOnly: true },
     ),
 
-    NodeGetStorageHealth: unary<Empty, NodeGetStorageHealthResponse>(
+    NodeGetStorageHealth: unary<NodeGetStorageHealthRequest, NodeGetStorageHealthResponse>(
       ctx,
       'NodeGetStorageHealth',
       async () => {
         // The node's storage is the store directory and the NBD server attachments use.
-        const problems: NodeGetStorageHealthResponse['backendHealth'] = [];
+        const problems: StorageBackendHealth[] = [];
         const writable = await fs.access(ctx.engine.store, fs.constants.W_OK).then(() => true, () => false);
         if (!writable) problems.push({ status: 'STORAGE_UNREACHABLE', reason: 'StoreNotWritable', message: `the store ${ctx.engine.store} is not writable` });
         const socket = await fs.stat(options.nbdSocket).catch(() => undefined);
@@ -425,5 +434,5 @@ export function nodeService(ctx: CsiContext, options: NodeServiceOptions, attach
         return { capacityBytes: size };
       });
     }),
-  };
+  } satisfies NodeHandlers;
 }

@@ -3,7 +3,7 @@ import type { Extent, SnapshotInfo } from '../engine/index.js';
 import type { CsiContext } from './context.js';
 import { invalid, notFound, outOfRange } from './errors.js';
 import { findSnapshot, lookupSnapshot } from './lookup.js';
-import type { BlockMetadata, GetMetadataAllocatedRequest, GetMetadataDeltaRequest, MetadataResponse } from './messages.js';
+import type { BlockMetadata, GetMetadataAllocatedRequest, GetMetadataDeltaRequest, MetadataResponse, SnapshotMetadataHandlers } from './messages.js';
 import { serverStream, type Send } from './rpc.js';
 
 /** Tuples per message when the caller leaves max_results at 0. */
@@ -54,7 +54,7 @@ export function snapshotMetadataService(ctx: CsiContext): grpc.UntypedServiceImp
       },
       { readOnly: true },
     ),
-  };
+  } satisfies SnapshotMetadataHandlers;
 }
 
 function checkMaxResults(maxResults: number): number {

@@ -1,0 +1,8 @@
+// Original file: admin.proto
+
+
+export interface DeleteSnapshotResponse {
+}
+
+export interface DeleteSnapshotResponse__Output {
+}

@@ -1,0 +1,8 @@
+// Original file: admin.proto
+
+
+export interface DeleteVolumeResponse {
+}
+
+export interface DeleteVolumeResponse__Output {
+}

@@ -1,0 +1,8 @@
+// Original file: admin.proto
+
+
+export interface GetStatusRequest {
+}
+
+export interface GetStatusRequest__Output {
+}

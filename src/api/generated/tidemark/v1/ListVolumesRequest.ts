@@ -1,0 +1,8 @@
+// Original file: admin.proto
+
+
+export interface ListVolumesRequest {
+}
+
+export interface ListVolumesRequest__Output {
+}

@@ -1,0 +1,10 @@
+// Original file: csi.proto
+
+
+export interface ControllerGetVolumeRequest {
+  'volumeId'?: (string);
+}
+
+export interface ControllerGetVolumeRequest__Output {
+  'volumeId': (string);
+}
