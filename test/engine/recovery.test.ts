@@ -18,6 +18,7 @@ import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { decodeCheckpoint } from '../../src/engine/checkpoint.js';
 import { Engine } from '../../src/engine/index.js';
 import { RecordType, encodeRecord, encodedSize, type JournalRecord } from '../../src/engine/record.js';
 import { captureLogger, type LogEntry } from './fixtures/capture-logger.js';
@@ -268,8 +269,8 @@ async function runReplayWriter(store: string, seed: number, count: number, endin
 }
 
 async function checkpointSequence(store: string): Promise<number> {
-  const bytes = await fs.readFile(path.join(volumeDir(store), 'checkpoint'));
-  return (JSON.parse(bytes.toString('utf8', 8, 8 + bytes.readUInt32LE(4))) as { checkpoint: number }).checkpoint;
+  const file = path.join(volumeDir(store), 'checkpoint');
+  return decodeCheckpoint(await fs.readFile(file), file).state.checkpoint;
 }
 
 async function laterSegmentFiles(history: History, afterFile: string): Promise<number> {
