@@ -58,6 +58,8 @@ export class Volume {
   private interrupted: RestoreRecord | undefined;
   private closed = false;
   private segmentCountAtCheckpoint = 0;
+  /** Metadata changed in memory that no checkpoint holds yet, and that no record will replay. */
+  private unsaved = false;
   /** Called when enough segments have rolled since the last checkpoint; the engine then runs upkeep. */
   onUpkeepDue: (() => void) | undefined;
 
@@ -595,6 +597,7 @@ export class Volume {
     this.lock.check(held);
     const dropped = this.state.markers.filter(predicate);
     this.state.markers = this.state.markers.filter((m) => !predicate(m));
+    if (dropped.length > 0) this.unsaved = true;
     return dropped;
   }
 
@@ -629,6 +632,7 @@ export class Volume {
   setRetentionLocked(held: Held, retention: RetentionPolicy): void {
     this.lock.check(held);
     this.state.retention = { ...retention };
+    this.unsaved = true;
   }
 
   // ---- in-place restores -----------------------------------------------------------------
@@ -681,8 +685,20 @@ export class Volume {
    * all the captured state says). For upkeep while writes flow.
    */
   async checkpointInBackground(): Promise<void> {
-    const captured = await this.exclusive((held) => this.captureCheckpoint(held));
-    await this.checkpoints.persist(captured);
+    const captured = await this.exclusive(async (held) => (this.changedSinceCheckpoint() ? this.captureCheckpoint(held) : undefined));
+    if (captured) await this.checkpoints.persist(captured);
+  }
+
+  /**
+   * Whether a checkpoint now would say anything the last one did not: a record since, a
+   * segment rolled or freed, or metadata changed in memory. An idle volume's upkeep is then
+   * free: no image sync, no file rewritten.
+   */
+  private changedSinceCheckpoint(): boolean {
+    if (this.unsaved || this.journal.lastSequence !== this.state.checkpoint) return true;
+    const now = this.journal.summaries();
+    const saved = this.state.segments;
+    return now.length !== saved.length || now.some((s, i) => s.firstSequence !== saved[i]!.firstSequence || s.size !== saved[i]!.size);
   }
 
   /** Brings the image up to date and serialises what the checkpoint will say. */
@@ -695,6 +711,7 @@ export class Volume {
     this.state.checkpoint = this.journal.lastSequence;
     this.state.segments = this.journal.summaries();
     this.segmentCountAtCheckpoint = this.journal.segmentList().length;
+    this.unsaved = false;
     return this.checkpoints.capture(this.state, this.tracker.serialize());
   }
 }

@@ -188,3 +188,42 @@ describe('a damaged checkpoint in a store', () => {
     }
   });
 });
+
+describe('checkpoints from upkeep', () => {
+  let store: string;
+
+  beforeEach(async () => {
+    store = await fs.mkdtemp(path.join(os.tmpdir(), 'tidemark-upkeep-'));
+  });
+
+  afterEach(async () => {
+    await fs.rm(store, { recursive: true, force: true });
+  });
+
+  it('leaves the checkpoint of an idle volume alone, and rewrites it once something happened', async () => {
+    const engine = await Engine.open({ store, upkeepIntervalMs: 0 });
+    try {
+      const file = path.join(store, 'volumes', 'v', 'checkpoint');
+      // A rewrite is a new file renamed over the old one: a new change time, whatever inode it gets.
+      const written = async () => {
+        const stat = await fs.stat(file, { bigint: true });
+        return `${stat.ino}/${stat.ctimeNs}`;
+      };
+      await engine.createVolume('v', { size: 256 * KiB });
+      await engine.write('v', 0, Buffer.alloc(4 * KiB, 1));
+      await engine.upkeep();
+      const first = await written();
+      await engine.upkeep();
+      await engine.upkeep();
+      expect(await written()).toBe(first);
+      await engine.write('v', 4 * KiB, Buffer.alloc(4 * KiB, 2));
+      await engine.upkeep();
+      const second = await written();
+      expect(second).not.toBe(first);
+      await engine.upkeep();
+      expect(await written()).toBe(second);
+    } finally {
+      await engine.close();
+    }
+  });
+});
