@@ -122,7 +122,12 @@ export class Journal {
     for (const name of names) {
       const file = path.join(dir, name);
       const firstSequence = parseInt(name, 16);
-      if (cut || (expected !== undefined && firstSequence !== expected)) {
+      // Records missing before this file are harmless when all of them are at or below the
+      // checkpoint: the image holds them. History then has a hole (restores across it fail,
+      // naming it), but the records after it still continue the volume.
+      const gap = expected !== undefined && firstSequence !== expected;
+      const covered = gap && firstSequence > expected! && firstSequence - 1 <= checkpoint;
+      if (cut || (gap && !covered)) {
         if (!cut) report.truncatedReason ??= `segment ${name} does not follow sequence ${(expected ?? 1) - 1}`;
         cut = true;
         await fs.rm(file, { force: true });
@@ -142,20 +147,26 @@ export class Journal {
       journal.segments.push(scanned.segment);
       expected = scanned.segment.lastSequence + 1;
       if (scanned.cutAt !== undefined) {
-        cut = true;
+        // A cut above the checkpoint ends the journal. One at or below it loses only records
+        // the image holds: a later file may still continue the volume (see `covered`).
+        if (expected > checkpoint) cut = true;
         report.truncatedBytes += stat.size - scanned.cutAt;
         await truncate(file, scanned.cutAt);
       }
     }
-    journal.nextSequence = expected ?? Math.max(1, checkpoint + 1);
+    // Never below the checkpoint: the image, the bitmaps, markers and snapshots already count
+    // every sequence up to it, so handing one out again would give two records one number.
+    journal.nextSequence = Math.max(expected ?? 1, checkpoint + 1);
     journal.appendedThrough = journal.nextSequence - 1;
     // Records after the checkpoint may be a crashed process's unsynced writes, still only in
     // the page cache; the checkpoint that will count them must sync them first.
     journal.durableThrough = report.replayed > 0 ? Math.min(checkpoint, journal.appendedThrough) : journal.appendedThrough;
     const last = journal.segments[journal.segments.length - 1];
-    if (last) {
+    if (last && last.lastSequence + 1 === journal.nextSequence) {
       journal.active = await fs.open(last.file, 'r+');
     } else {
+      // No file, or the last one ends below the checkpoint: appends start a file of their own,
+      // named after the next sequence, past the hole.
       await journal.openNewSegment(journal.nextSequence);
     }
     if (report.damagedBelowCheckpoint) {
@@ -245,8 +256,14 @@ export class Journal {
     return this.nextSequence - 1;
   }
 
+  /**
+   * The oldest sequence from which every record up to the newest is still here: the first
+   * record, or the first after the newest hole that damage below a checkpoint left.
+   */
   get firstSequence(): number {
-    const first = this.segments.find((s) => s.lastSequence >= s.firstSequence);
+    let i = this.segments.length - 1;
+    while (i > 0 && this.segments[i - 1]!.lastSequence + 1 === this.segments[i]!.firstSequence) i--;
+    const first = this.segments.slice(i).find((s) => s.lastSequence >= s.firstSequence);
     return first ? first.firstSequence : this.nextSequence;
   }
 
