@@ -1,6 +1,8 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { Journal } from '../../src/engine/journal.js';
 import { RecordType, encodeRecord, encodedSize, type JournalRecord } from '../../src/engine/record.js';
+import { ImageApplier } from '../../src/engine/applier.js';
+import { WriteBatcher } from '../../src/engine/batcher.js';
 import { Volume } from '../../src/engine/volume.js';
 import { crc32c } from '../../src/util/crc32c.js';
 import { MiB } from './harness.js';
@@ -61,9 +63,9 @@ export function instrumentWritePath(): { stop: () => WriteProfile } {
     };
     undo.push(() => (table[method] = original));
   };
-  wrap(Volume.prototype, 'runBatch', 'batch', { onCall: (args) => profile.batchOps.push(Array.isArray(args[0]) ? args[0].length : 0) });
+  wrap(WriteBatcher.prototype, 'runBatch', 'batch', { onCall: (args) => profile.batchOps.push(Array.isArray(args[0]) ? args[0].length : 0) });
   wrap(Volume.prototype, 'applyLocked', 'apply');
-  wrap(Volume.prototype, 'applyPending', 'background', { background: true });
+  wrap(ImageApplier.prototype, 'applyPending', 'background', { background: true });
   wrap(Volume.prototype, 'writeCheckpoint', 'checkpoint');
   wrap(Journal.prototype, 'append', 'append');
   wrap(Journal.prototype, 'roll', 'roll');

@@ -7,6 +7,7 @@ import { silentLogger, type Logger } from '../util/log.js';
 import { isPowerOfTwo } from '../util/sizes.js';
 import { systemClock, type Clock } from '../util/time.js';
 import { intersect, normalize, type Extent } from './extents.js';
+import { CheckpointDamagedError } from './checkpoint.js';
 import { checkName } from './names.js';
 import { baseSequence, earliestRecoverable, expiredError, findBase, replayInto, restoreFromSnapshot, rewindInPlace, validFrom, type Base } from './restore.js';
 import { enforceRetentionLocked, type RetentionOutcome } from './retention.js';
@@ -23,7 +24,7 @@ import type {
   VolumeOptions,
   WriteOptions,
 } from './types.js';
-import { DEFAULT_BLOCK_SIZE, DEFAULT_GRANULARITY, DEFAULT_SEGMENT_SIZE, Volume, type SnapshotMeta } from './volume.js';
+import { DEFAULT_BLOCK_SIZE, DEFAULT_GRANULARITY, DEFAULT_SEGMENT_SIZE, Volume, type Held, type SnapshotMeta } from './volume.js';
 
 export interface EngineOptions {
   store: string;
@@ -58,6 +59,12 @@ const GROUPS_FILE = 'groups.log';
  */
 export class Engine {
   private volumes = new Map<string, Volume>();
+  /**
+   * Volumes that did not open because their checkpoint is damaged, with the error. They stay
+   * out of service, and every call that names one fails with that error, until the store's
+   * owner repairs or removes them; the rest of the store works meanwhile.
+   */
+  private broken = new Map<string, CheckpointDamagedError>();
   /** Upkeep under way, per volume name. */
   private upkeepRunning = new Map<string, Promise<void>>();
   /** Names of volumes being built, so two concurrent creations cannot both pass the check. */
@@ -110,7 +117,15 @@ export class Engine {
         await fs.rm(dir, { recursive: true, force: true });
         continue;
       }
-      const volume = await Volume.open(dir, this.logger);
+      let volume: Volume;
+      try {
+        volume = await Volume.open(dir, this.logger);
+      } catch (err) {
+        if (!(err instanceof CheckpointDamagedError)) throw err;
+        this.logger.error('volume left out: its checkpoint is damaged', { volume: entry, file: err.file, error: err.message });
+        this.broken.set(entry, err);
+        continue;
+      }
       this.attach(volume);
     }
     await this.dropIncompleteGroups();
@@ -118,8 +133,8 @@ export class Engine {
 
   private attach(volume: Volume): void {
     volume.onUpkeepDue = () => void this.scheduleUpkeep(volume);
-    volume.journal.onSync = this.observer.journalSynced?.bind(this.observer);
-    volume.journal.clock = this.clock;
+    volume.observeJournalSyncs(this.observer.journalSynced?.bind(this.observer));
+    volume.useClock(this.clock);
     this.volumes.set(volume.name, volume);
   }
 
@@ -137,18 +152,20 @@ export class Engine {
 
   private volume(name: string): Volume {
     const volume = this.volumes.get(name);
-    if (!volume) throw notFound(`volume "${name}" does not exist`, { volume: name });
+    if (!volume) throw this.broken.get(name) ?? notFound(`volume "${name}" does not exist`, { volume: name });
     return volume;
   }
 
   has(name: string): boolean {
-    return this.volumes.has(name);
+    return this.volumes.has(name) || this.broken.has(name);
   }
 
   async createVolume(name: string, options: VolumeOptions): Promise<VolumeInfo> {
     checkName('volume', name);
     const settings = validateVolumeOptions(options);
     if (this.volumes.has(name)) throw alreadyExists(`volume "${name}" already exists`, { volume: name });
+    const broken = this.broken.get(name);
+    if (broken) throw broken;
     const volume = await this.materialise(name, settings);
     this.logger.info('volume created', { volume: name, size: settings.size, blockSize: settings.blockSize, granularity: settings.granularity });
     return this.info(volume);
@@ -162,9 +179,11 @@ export class Engine {
     name: string,
     settings: Required<Omit<VolumeOptions, 'retention'>> & { retention: RetentionPolicy },
     initialImage?: string,
-    populate?: (volume: Volume) => Promise<void>,
+    populate?: (volume: Volume, held: Held) => Promise<void>,
   ): Promise<Volume> {
     if (this.volumes.has(name) || this.creating.has(name)) throw alreadyExists(`volume "${name}" already exists`, { volume: name });
+    const broken = this.broken.get(name);
+    if (broken) throw broken;
     this.creating.add(name);
     const root = path.join(this.store, 'volumes');
     // Not named after the volume: a name may take all 255 bytes a directory entry allows.
@@ -173,7 +192,7 @@ export class Engine {
       try {
         const built = await Volume.create(staging, name, { ...settings, segmentSize: this.segmentSize, createdAt: this.clock() }, this.logger, initialImage);
         try {
-          if (populate) await built.exclusive(() => populate(built));
+          if (populate) await built.exclusive((held) => populate(built, held));
         } finally {
           await built.close();
         }
@@ -248,10 +267,10 @@ export class Engine {
   async setRetention(name: string, retention: RetentionPolicy): Promise<VolumeInfo> {
     const volume = this.volume(name);
     validateRetention(retention);
-    return volume.exclusive(async () => {
-      volume.setRetention(retention);
-      await volume.writeCheckpoint();
-      await enforceRetentionLocked(volume, this.logger, this.clock());
+    return volume.exclusive(async (held) => {
+      volume.setRetentionLocked(held, retention);
+      await volume.writeCheckpoint(held);
+      await enforceRetentionLocked(volume, held, this.logger, this.clock());
       return this.info(volume);
     });
   }
@@ -259,13 +278,13 @@ export class Engine {
   /** Grows a volume (volumes never shrink: a filesystem on it would lose data). */
   async resizeVolume(name: string, size: number): Promise<VolumeInfo> {
     const volume = this.volume(name);
-    await volume.exclusive(() => volume.resizeLocked(size));
+    await volume.exclusive((held) => volume.resizeLocked(held, size));
     return this.info(volume);
   }
 
   async enforceRetention(name: string, now?: number): Promise<RetentionOutcome> {
     const volume = this.volume(name);
-    return volume.exclusive(() => enforceRetentionLocked(volume, this.logger, now ?? this.clock()));
+    return volume.exclusive((held) => enforceRetentionLocked(volume, held, this.logger, now ?? this.clock()));
   }
 
   /**
@@ -312,7 +331,7 @@ export class Engine {
   async createSnapshot(volumeName: string, name: string): Promise<SnapshotInfo> {
     checkName('snapshot', name);
     const volume = this.volume(volumeName);
-    const meta = await volume.exclusive(() => volume.snapshotLocked(name, false));
+    const meta = await volume.exclusive((held) => volume.snapshotLocked(held, name, false));
     return snapshotInfo(volume, meta);
   }
 
@@ -327,10 +346,10 @@ export class Engine {
     const volumes = [...new Set(volumeNames)].sort().map((v) => this.volume(v));
     const taken: Volume[] = [];
     try {
-      const metas = await exclusiveAll(volumes, async () => {
+      const metas = await exclusiveAll(volumes, async (heldOf) => {
         const out: SnapshotMeta[] = [];
         for (const volume of volumes) {
-          out.push(await volume.snapshotLocked(name, false));
+          out.push(await volume.snapshotLocked(heldOf(volume), name, false));
           taken.push(volume);
         }
         return out;
@@ -338,7 +357,7 @@ export class Engine {
       this.logger.info('group snapshot created', { snapshot: name, volumes: volumes.map((v) => v.name), sequences: metas.map((m) => m.sequence) });
       return metas.map((meta, i) => snapshotInfo(volumes[i]!, meta));
     } catch (err) {
-      for (const volume of taken) await volume.exclusive(() => volume.deleteSnapshotLocked(name)).catch(() => undefined);
+      for (const volume of taken) await volume.exclusive((held) => volume.deleteSnapshotLocked(held, name)).catch(() => undefined);
       throw classifyError(err, `taking group snapshot "${name}"`);
     }
   }
@@ -356,14 +375,14 @@ export class Engine {
     const volume = this.volume(volumeName);
     const meta = volume.snapshotMeta().find((s) => s.name === name);
     if (meta?.internal) throw invalidArgument(`snapshot "${name}" is the engine's own base; it goes when the journal before it is freed`);
-    await volume.exclusive(async () => {
+    await volume.exclusive(async (held) => {
       const snapshot = volume.snapshotMeta().find((s) => s.name === name);
       // When the oldest recoverable point starts from this snapshot, deleting its copy would
       // expire every later marker although their journal is still here: the engine keeps it
       // as its own base instead, until retention frees the journal it serves.
-      const isBase = snapshot !== undefined && validFrom(snapshot) === earliestRecoverable(volume) && volume.journal.firstSequence <= snapshot.sequence + 1;
-      if (isBase) await volume.retireSnapshotLocked(name);
-      else await volume.deleteSnapshotLocked(name);
+      const isBase = snapshot !== undefined && validFrom(snapshot) === earliestRecoverable(volume) && volume.firstSequence <= snapshot.sequence + 1;
+      if (isBase) await volume.retireSnapshotLocked(held, name);
+      else await volume.deleteSnapshotLocked(held, name);
     });
   }
 
@@ -400,16 +419,20 @@ export class Engine {
     const group = volumes.length > 1 ? randomUUID() : '';
     const recorded: { volume: Volume; sequence: number; createdAt: number }[] = [];
     try {
-      await exclusiveAll(volumes, async () => {
-        for (const volume of volumes) {
-          const meta = await volume.markerLocked(name, group);
-          recorded.push({ volume, sequence: meta.sequence, createdAt: meta.createdAt });
+      await exclusiveAll(volumes, async (heldOf) => {
+        try {
+          for (const volume of volumes) {
+            const meta = await volume.markerLocked(heldOf(volume), name, group);
+            recorded.push({ volume, sequence: meta.sequence, createdAt: meta.createdAt });
+          }
+          if (group) await this.commitGroup(group, name, unique);
+        } catch (err) {
+          // A group that did not commit is dropped again, here and, after a crash, at start-up.
+          if (group) for (const { volume } of recorded) volume.dropMarkersLocked(heldOf(volume), (m) => m.group === group);
+          throw err;
         }
-        if (group) await this.commitGroup(group, name, unique);
       });
     } catch (err) {
-      // A group that did not commit is dropped again, here and, after a crash, at start-up.
-      if (group) for (const { volume } of recorded) volume.dropMarkers((m) => m.group === group);
       throw classifyError(err, `recording marker "${name}"`);
     }
     this.logger.info('marker created', { marker: name, group: group || undefined, volumes: unique, sequences: recorded.map((r) => r.sequence) });
@@ -455,11 +478,12 @@ export class Engine {
       // No group marker was ever committed.
     }
     for (const volume of this.volumes.values()) {
-      const dropped = volume.dropMarkers((m) => m.group !== '' && !committed.has(m.group));
-      if (dropped.length > 0) {
+      await volume.exclusive(async (held) => {
+        const dropped = volume.dropMarkersLocked(held, (m) => m.group !== '' && !committed.has(m.group));
+        if (dropped.length === 0) return;
         this.logger.warn('dropped markers of a group marker interrupted by a crash', { volume: volume.name, markers: dropped.map((m) => m.name) });
-        await volume.exclusive(() => volume.writeCheckpoint());
-      }
+        await volume.writeCheckpoint(held);
+      });
     }
   }
 
@@ -498,7 +522,7 @@ export class Engine {
     let settings = settingsOf(volume);
     if (request.target !== undefined) {
       checkName('volume', request.target);
-      if (this.volumes.has(request.target)) throw alreadyExists(`volume "${request.target}" already exists`, { volume: request.target });
+      if (this.has(request.target)) throw alreadyExists(`volume "${request.target}" already exists`, { volume: request.target });
       if (areas) throw invalidArgument('ranges apply to in-place restores; a new volume always receives the whole point');
       settings = targetSettings(volume, request.targetOptions);
     } else {
@@ -524,7 +548,9 @@ export class Engine {
           return finish(snapshot.sequence, 'rebuild', progress, snapshot.name);
         }
         const record = { source: `snapshot "${snapshot.name}"`, pointSequence: snapshot.sequence, ranges: areas };
-        const progress = await volume.exclusive(() => this.inPlaceLocked(volume, record, (begin) => restoreFromSnapshot(volume, snapshot, areas, onProgress, begin)));
+        const progress = await volume.exclusive((held) =>
+          this.inPlaceLocked(volume, held, record, (begin) => restoreFromSnapshot(volume, held, snapshot, areas, onProgress, begin)),
+        );
         return finish(snapshot.sequence, 'snapshot-diff', progress, snapshot.name);
       }
       const { point, what } = await this.resolvePoint(volume, source);
@@ -536,14 +562,14 @@ export class Engine {
         // under the name, and a retry starts afresh.
         let progress: RestoreProgress = { bytesTotal: 0, bytesRestored: 0 };
         const initialImage = base.kind === 'snapshot' ? volume.snapshotPath(base.snapshot.name) : undefined;
-        await this.materialise(request.target, settings, initialImage, async (target) => {
-          progress = await replayInto(volume, target, base, point, onProgress);
+        await this.materialise(request.target, settings, initialImage, async (target, held) => {
+          progress = await replayInto(volume, target, held, base, point, onProgress);
         });
         return finish(point, 'rebuild', progress, baseName);
       }
       const record = { source: what, pointSequence: point, ranges: areas };
-      const progress = await volume.exclusive(() =>
-        this.inPlaceLocked(volume, record, (begin) => rewindInPlace(volume, this.freshBase(volume, point, base), point, areas, onProgress, begin)),
+      const progress = await volume.exclusive((held) =>
+        this.inPlaceLocked(volume, held, record, (begin) => rewindInPlace(volume, held, this.freshBase(volume, point, base), point, areas, onProgress, begin)),
       );
       return finish(point, 'rewind', progress, baseName);
     } finally {
@@ -557,12 +583,13 @@ export class Engine {
    */
   private async inPlaceLocked(
     volume: Volume,
+    held: Held,
     restore: { source: string; pointSequence: number; ranges: Extent[] | undefined },
     run: (beforeFirstWrite: () => Promise<void>) => Promise<RestoreProgress>,
   ): Promise<RestoreProgress> {
     const record: InterruptedRestore = { source: restore.source, pointSequence: restore.pointSequence, startedAt: new Date(this.clock()), ...(restore.ranges ? { ranges: restore.ranges } : {}) };
-    const progress = await run(() => volume.beginRestoreLocked(record));
-    await volume.endRestoreLocked(record);
+    const progress = await run(() => volume.beginRestoreLocked(held, record));
+    await volume.endRestoreLocked(held, record);
     return progress;
   }
 
@@ -572,7 +599,7 @@ export class Engine {
    */
   async clearInterruptedRestore(name: string): Promise<VolumeInfo> {
     const volume = this.volume(name);
-    const cleared = await volume.exclusive(() => volume.clearRestoreLocked());
+    const cleared = await volume.exclusive((held) => volume.clearRestoreLocked(held));
     if (cleared) {
       this.logger.warn('interrupted restore cleared by request; the data stays as the restore left it', {
         volume: name,
@@ -597,7 +624,7 @@ export class Engine {
       return { point: marker.sequence, what: `marker "${marker.name}"` };
     }
     if ('sequence' in source) {
-      if (!Number.isSafeInteger(source.sequence) || source.sequence < 0 || source.sequence > volume.journal.lastSequence) {
+      if (!Number.isSafeInteger(source.sequence) || source.sequence < 0 || source.sequence > volume.lastSequence) {
         throw invalidArgument(`sequence ${source.sequence} is not in the history of volume "${volume.name}"`);
       }
       return { point: source.sequence, what: `sequence ${source.sequence}` };
@@ -606,12 +633,12 @@ export class Engine {
     const time = source.time.getTime();
     if (Number.isNaN(time)) throw invalidArgument('the restore time is not a valid date');
     const what = `time ${source.time.toISOString()}`;
-    const found = await volume.journal.lastSequenceAtOrBefore(time);
+    const found = await volume.lastSequenceAtOrBefore(time);
     if (found !== undefined) return { point: found, what };
     // Every record left in the journal is later, so the answer is the newest freed record. Its
     // time is still known when it was a snapshot or a marker (retention leaves its base
     // snapshot there), and without this a time after a fully freed journal would be "expired".
-    const lastFreed = volume.journal.firstSequence - 1;
+    const lastFreed = volume.firstSequence - 1;
     const recorded = [...volume.snapshotMeta(), ...volume.markerMeta()].some((r) => r.sequence === lastFreed && r.createdAt <= time);
     if (lastFreed > 0 && recorded) return { point: lastFreed, what };
     // A base at or after the freed records whose last data change is no later than the time
@@ -625,7 +652,7 @@ export class Engine {
       const known = [...volume.snapshotMeta(), ...volume.markerMeta()].filter((r) => r.sequence > from && r.sequence <= lastFreed && r.createdAt <= time);
       return { point: Math.max(from, ...known.map((r) => r.sequence)), what };
     }
-    if (time >= volume.createdAt && volume.journal.firstSequence <= 1) return { point: 0, what };
+    if (time >= volume.createdAt && volume.firstSequence <= 1) return { point: 0, what };
     if (time < volume.createdAt) throw invalidArgument(`${what} is before volume "${volume.name}" was created (${new Date(volume.createdAt).toISOString()})`);
     throw expiredError(volume, what, 0);
   }
@@ -650,16 +677,16 @@ export class Engine {
   diff(volumeName: string, base: string, target?: string): Extent[] {
     const volume = this.volume(volumeName);
     const from = this.snapshot(volume, base);
-    if (target === undefined) return volume.tracker.changedExtents(from.sequence);
+    if (target === undefined) return volume.changedExtents(from.sequence);
     const to = this.snapshot(volume, target);
     if (to.sequence < from.sequence) throw invalidArgument(`snapshot "${target}" is older than "${base}"; name the older one as the base`);
-    return volume.tracker.changedExtents(from.sequence, to.sequence);
+    return volume.changedExtents(from.sequence, to.sequence);
   }
 
   /** Extents ever written, clipped to a range: what a full backup has to read. */
   allocated(volumeName: string, range?: Extent): Extent[] {
     const volume = this.volume(volumeName);
-    const all = volume.tracker.allocatedExtents();
+    const all = volume.allocatedExtents();
     return range ? intersect(all, [range]) : all;
   }
 
@@ -684,7 +711,7 @@ export class Engine {
       // Writes go on while the image is synced; only retention needs the volume to itself.
       await volume.checkpointInBackground();
       const { maxBytes, maxAgeSeconds } = volume.retention;
-      if (maxBytes !== undefined || maxAgeSeconds !== undefined) await volume.exclusive(() => enforceRetentionLocked(volume, this.logger, this.clock()));
+      if (maxBytes !== undefined || maxAgeSeconds !== undefined) await volume.exclusive((held) => enforceRetentionLocked(volume, held, this.logger, this.clock()));
     })()
       .catch((err: unknown) => void this.logger.warn('volume upkeep failed', { volume: volume.name, error: String(err) }))
       .finally(() => this.upkeepRunning.delete(volume.name));
@@ -773,9 +800,22 @@ function validateVolumeOptions(options: VolumeOptions) {
 /**
  * Runs `fn` holding every volume's lock, taken in name order so that two group operations over
  * the same volumes cannot deadlock. Writes to all of them wait meanwhile: a consistent cut.
+ * `fn` gets each volume's token through `heldOf`.
  */
-async function exclusiveAll<T>(volumes: Volume[], fn: () => Promise<T>): Promise<T> {
+async function exclusiveAll<T>(volumes: Volume[], fn: (heldOf: (volume: Volume) => Held) => Promise<T>): Promise<T> {
   const sorted = [...volumes].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  const enter = (index: number): Promise<T> => (index === sorted.length ? fn() : sorted[index]!.exclusive(() => enter(index + 1)));
+  const tokens = new Map<Volume, Held>();
+  const heldOf = (volume: Volume): Held => {
+    const held = tokens.get(volume);
+    if (!held) throw new TidemarkError('INTERNAL', `volume "${volume.name}" is not part of this group operation`);
+    return held;
+  };
+  const enter = (index: number): Promise<T> =>
+    index === sorted.length
+      ? fn(heldOf)
+      : sorted[index]!.exclusive((held) => {
+          tokens.set(sorted[index]!, held);
+          return enter(index + 1);
+        });
   return enter(0);
 }

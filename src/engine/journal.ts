@@ -46,6 +46,8 @@ export interface RecoveryReport {
    * a restore that needs one fails, naming it.
    */
   damagedBelowCheckpoint?: number[];
+  /** The largest read buffer the scan needed: its memory, whatever the journal's length. */
+  readBufferBytes: number;
 }
 
 const SEGMENT_SUFFIX = '.log';
@@ -53,6 +55,8 @@ const SEGMENT_SUFFIX = '.log';
 const INLINE_WRITE_BYTES = 64 * 1024;
 /** A batch is written in pieces of about this size, each as soon as it is encoded. */
 const WRITE_PIECE_BYTES = 2 * 1024 * 1024;
+/** Bytes read at once while start-up replays a segment. */
+const REPLAY_READ_BYTES = 4 * 1024 * 1024;
 const segmentName = (firstSequence: number) => `${firstSequence.toString(16).padStart(16, '0')}${SEGMENT_SUFFIX}`;
 
 /**
@@ -93,6 +97,11 @@ export class Journal {
    * Opens an existing journal, checks every record after `checkpoint` and hands it to
    * `replay` in order. The first record that is torn, fails its CRC or breaks the sequence
    * ends the journal: the file is cut there and later segments are removed.
+   *
+   * Segments are read `readBytes` at a time (more only for a larger record), and each record
+   * is handed over, and its replay awaited, before the next is read: memory stays bounded
+   * whatever the journal holds. A Write record's data is a view of the read buffer, valid
+   * only until its replay settles.
    */
   static async open(
     dir: string,
@@ -100,10 +109,12 @@ export class Journal {
     logger: Logger,
     known: SegmentSummary[],
     checkpoint: number,
-    replay: (record: JournalRecord) => void,
+    replay: (record: JournalRecord) => Promise<void> | void,
+    options: { readBytes?: number } = {},
   ): Promise<{ journal: Journal; report: RecoveryReport }> {
     const journal = new Journal(dir, segmentSize, logger);
-    const report: RecoveryReport = { replayed: 0, truncatedBytes: 0, droppedSegments: 0 };
+    const report: RecoveryReport = { replayed: 0, truncatedBytes: 0, droppedSegments: 0, readBufferBytes: 0 };
+    const readBytes = options.readBytes ?? REPLAY_READ_BYTES;
     const names = (await fs.readdir(dir)).filter((n) => n.endsWith(SEGMENT_SUFFIX)).sort();
     const knownByFirst = new Map(known.map((s) => [s.firstSequence, s]));
     let expected: number | undefined;
@@ -111,7 +122,12 @@ export class Journal {
     for (const name of names) {
       const file = path.join(dir, name);
       const firstSequence = parseInt(name, 16);
-      if (cut || (expected !== undefined && firstSequence !== expected)) {
+      // Records missing before this file are harmless when all of them are at or below the
+      // checkpoint: the image holds them. History then has a hole (restores across it fail,
+      // naming it), but the records after it still continue the volume.
+      const gap = expected !== undefined && firstSequence !== expected;
+      const covered = gap && firstSequence > expected! && firstSequence - 1 <= checkpoint;
+      if (cut || (gap && !covered)) {
         if (!cut) report.truncatedReason ??= `segment ${name} does not follow sequence ${(expected ?? 1) - 1}`;
         cut = true;
         await fs.rm(file, { force: true });
@@ -127,24 +143,30 @@ export class Journal {
         journal.lastTime = Math.max(journal.lastTime, summary.lastTime);
         continue;
       }
-      const scanned = await journal.scanSegment(file, firstSequence, checkpoint, replay, report);
+      const scanned = await journal.scanSegment(file, firstSequence, checkpoint, replay, report, readBytes);
       journal.segments.push(scanned.segment);
       expected = scanned.segment.lastSequence + 1;
       if (scanned.cutAt !== undefined) {
-        cut = true;
+        // A cut above the checkpoint ends the journal. One at or below it loses only records
+        // the image holds: a later file may still continue the volume (see `covered`).
+        if (expected > checkpoint) cut = true;
         report.truncatedBytes += stat.size - scanned.cutAt;
         await truncate(file, scanned.cutAt);
       }
     }
-    journal.nextSequence = expected ?? Math.max(1, checkpoint + 1);
+    // Never below the checkpoint: the image, the bitmaps, markers and snapshots already count
+    // every sequence up to it, so handing one out again would give two records one number.
+    journal.nextSequence = Math.max(expected ?? 1, checkpoint + 1);
     journal.appendedThrough = journal.nextSequence - 1;
     // Records after the checkpoint may be a crashed process's unsynced writes, still only in
     // the page cache; the checkpoint that will count them must sync them first.
     journal.durableThrough = report.replayed > 0 ? Math.min(checkpoint, journal.appendedThrough) : journal.appendedThrough;
     const last = journal.segments[journal.segments.length - 1];
-    if (last) {
+    if (last && last.lastSequence + 1 === journal.nextSequence) {
       journal.active = await fs.open(last.file, 'r+');
     } else {
+      // No file, or the last one ends below the checkpoint: appends start a file of their own,
+      // named after the next sequence, past the hole.
       await journal.openNewSegment(journal.nextSequence);
     }
     if (report.damagedBelowCheckpoint) {
@@ -164,49 +186,56 @@ export class Journal {
     file: string,
     firstSequence: number,
     checkpoint: number,
-    replay: (record: JournalRecord) => void,
+    replay: (record: JournalRecord) => Promise<void> | void,
     report: RecoveryReport,
+    readBytes: number,
   ): Promise<{ segment: Segment; cutAt?: number }> {
-    const bytes = await fs.readFile(file);
     const segment: Segment = { file, firstSequence, lastSequence: firstSequence - 1, firstTime: 0, lastTime: 0, size: 0 };
-    let at = 0;
-    while (at < bytes.length) {
-      const decoded = decodeRecord(bytes.subarray(at));
-      const header = !decoded.ok && decoded.reason === 'crc mismatch' ? parseHeader(bytes.subarray(at)) : undefined;
-      if (header?.ok && header.sequence === segment.lastSequence + 1 && header.sequence <= checkpoint) {
-        // Damage, not a torn tail: this record was in the image when the checkpoint was taken.
-        (report.damagedBelowCheckpoint ??= []).push(header.sequence);
-        if (segment.firstTime === 0) segment.firstTime = header.time;
-        segment.lastSequence = header.sequence;
-        segment.lastTime = header.time;
-        this.lastTime = Math.max(this.lastTime, header.time);
-        at += HEADER_SIZE + header.payloadLength;
-        continue;
+    const reader = await SegmentReader.open(file, readBytes);
+    try {
+      let at = 0;
+      while (at < reader.size) {
+        let bytes = await reader.view(at, HEADER_SIZE);
+        const header = parseHeader(bytes);
+        if (header.ok) bytes = await reader.view(at, HEADER_SIZE + header.payloadLength);
+        const decoded = decodeRecord(bytes);
+        if (!decoded.ok && decoded.reason === 'crc mismatch' && header.ok && header.sequence === segment.lastSequence + 1 && header.sequence <= checkpoint) {
+          // Damage, not a torn tail: this record was in the image when the checkpoint was taken.
+          (report.damagedBelowCheckpoint ??= []).push(header.sequence);
+          if (segment.firstTime === 0) segment.firstTime = header.time;
+          segment.lastSequence = header.sequence;
+          segment.lastTime = header.time;
+          this.lastTime = Math.max(this.lastTime, header.time);
+          at += HEADER_SIZE + header.payloadLength;
+          continue;
+        }
+        const reason = !decoded.ok
+          ? decoded.reason
+          : decoded.record.sequence !== segment.lastSequence + 1
+            ? `sequence ${decoded.record.sequence} where ${segment.lastSequence + 1} was due`
+            : undefined;
+        if (reason !== undefined || !decoded.ok) {
+          report.truncatedReason ??= `${path.basename(file)} at byte ${at}: ${reason}`;
+          segment.size = at;
+          return { segment, cutAt: at };
+        }
+        const record = decoded.record;
+        if (segment.firstTime === 0) segment.firstTime = record.time;
+        segment.lastSequence = record.sequence;
+        segment.lastTime = record.time;
+        this.lastTime = Math.max(this.lastTime, record.time);
+        at += bytes.length;
+        if (record.sequence > checkpoint) {
+          await replay(record);
+          report.replayed++;
+        }
       }
-      const reason = !decoded.ok
-        ? decoded.reason
-        : decoded.record.sequence !== segment.lastSequence + 1
-          ? `sequence ${decoded.record.sequence} where ${segment.lastSequence + 1} was due`
-          : undefined;
-      if (reason !== undefined || !decoded.ok) {
-        report.truncatedReason ??= `${path.basename(file)} at byte ${at}: ${reason}`;
-        segment.size = at;
-        return { segment, cutAt: at };
-      }
-      const record = decoded.record;
-      if (segment.firstTime === 0) segment.firstTime = record.time;
-      segment.lastSequence = record.sequence;
-      segment.lastTime = record.time;
-      this.lastTime = Math.max(this.lastTime, record.time);
-      at += HEADER_SIZE + bytes.readUInt32LE(at + 4);
-      if (record.sequence > checkpoint) {
-        // The payload view would pin the whole segment buffer; replay gets its own copy.
-        replay(record.type === RecordType.Write ? { ...record, data: Buffer.from(record.data) } : record);
-        report.replayed++;
-      }
+      segment.size = at;
+      return { segment };
+    } finally {
+      report.readBufferBytes = Math.max(report.readBufferBytes, reader.bufferBytes);
+      await reader.close();
     }
-    segment.size = at;
-    return { segment };
   }
 
   private async openNewSegment(firstSequence: number): Promise<void> {
@@ -227,8 +256,14 @@ export class Journal {
     return this.nextSequence - 1;
   }
 
+  /**
+   * The oldest sequence from which every record up to the newest is still here: the first
+   * record, or the first after the newest hole that damage below a checkpoint left.
+   */
   get firstSequence(): number {
-    const first = this.segments.find((s) => s.lastSequence >= s.firstSequence);
+    let i = this.segments.length - 1;
+    while (i > 0 && this.segments[i - 1]!.lastSequence + 1 === this.segments[i]!.firstSequence) i--;
+    const first = this.segments.slice(i).find((s) => s.lastSequence >= s.firstSequence);
     return first ? first.firstSequence : this.nextSequence;
   }
 
@@ -588,6 +623,58 @@ class DenseRun {
 
   private gone(): TidemarkError {
     return new TidemarkError('INTERNAL', `journal records from sequence ${this.expected} to ${this.to} are no longer in the journal`);
+  }
+}
+
+/**
+ * Reads a segment file front to back through one buffer, which holds a window of the file and
+ * grows only when a single record is larger than it.
+ */
+class SegmentReader {
+  private buffer: Buffer;
+  /** File position of buffer[0], and how many bytes of the buffer hold file data. */
+  private start = 0;
+  private filled = 0;
+
+  private constructor(
+    private readonly handle: fs.FileHandle,
+    readonly size: number,
+    readBytes: number,
+  ) {
+    this.buffer = Buffer.allocUnsafe(Math.max(HEADER_SIZE, Math.min(readBytes, size)));
+  }
+
+  static async open(file: string, readBytes: number): Promise<SegmentReader> {
+    const handle = await fs.open(file, 'r');
+    try {
+      return new SegmentReader(handle, (await handle.stat()).size, readBytes);
+    } catch (err) {
+      await handle.close();
+      throw err;
+    }
+  }
+
+  get bufferBytes(): number {
+    return this.buffer.length;
+  }
+
+  /**
+   * The file's bytes [at, at + length), or fewer where the file ends first. The view is
+   * valid until the next call.
+   */
+  async view(at: number, length: number): Promise<Buffer> {
+    const end = Math.min(at + length, this.size);
+    if (at < this.start || end > this.start + this.filled) {
+      if (end - at > this.buffer.length) this.buffer = Buffer.allocUnsafe(end - at);
+      this.start = at;
+      this.filled = Math.min(this.buffer.length, this.size - at);
+      await readFully(this.handle, this.buffer.subarray(0, this.filled), at);
+    }
+    return this.buffer.subarray(at - this.start, end - this.start);
+  }
+
+  async close(): Promise<void> {
+    await this.handle.close();
   }
 }
 

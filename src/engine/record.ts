@@ -9,7 +9,8 @@ import { crc32c } from '../util/crc32c.js';
  *        8    1 type
  *        9    1 flags (reserved, zero)
  *       10    2 reserved, zero
- *       12    4 magic 0x54444d4b ("TDMK"), which makes resynchronisation attempts pointless
+ *       12    4 magic 0x54444d4b, little-endian like every field: the bytes on disk read
+ *                "KMDT" (4b 4d 44 54); it makes resynchronisation attempts pointless
  *       16    8 sequence number, dense and increasing within a volume
  *       24    8 time, milliseconds since the epoch, never decreasing within a volume
  *       32    … payload

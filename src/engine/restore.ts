@@ -4,7 +4,7 @@ import { readFully } from '../util/files.js';
 import { intersect, normalize, totalLength, type Extent } from './extents.js';
 import { RecordType, type RecordBody } from './record.js';
 import type { RestoreProgress } from './types.js';
-import type { SnapshotMeta, Volume } from './volume.js';
+import type { Held, SnapshotMeta, Volume } from './volume.js';
 
 /** Bytes handed to the journaled write path at once while restoring. */
 const APPLY_BYTES = 16 * 1024 * 1024;
@@ -23,7 +23,7 @@ export const baseSequence = (base: Base) => (base.kind === 'snapshot' ? base.sna
  * snapshot at or before it whose following records are all still in the journal.
  */
 export function findBase(volume: Volume, point: number): Base | undefined {
-  const first = volume.journal.firstSequence;
+  const first = volume.firstSequence;
   // A snapshot taken after the point still holds it when no data changed in between (a
   // retention base taken right after a marker, say); such a snapshot needs no replay at all.
   const candidates = [...volume.snapshotMeta()].filter((s) => validFrom(s) <= point).sort((a, b) => b.sequence - a.sequence);
@@ -42,13 +42,13 @@ export function validFrom(snapshot: SnapshotMeta): number {
 
 /** The oldest point still recoverable: the oldest point a usable base holds. */
 export function earliestRecoverable(volume: Volume): number {
-  const first = volume.journal.firstSequence;
+  const first = volume.firstSequence;
   const usable = volume
     .snapshotMeta()
     .filter((s) => first <= s.sequence + 1)
     .map(validFrom);
   if (!volume.snapshotMeta().some((s) => s.sequence === 0) && first <= 1) usable.push(0);
-  return usable.length > 0 ? Math.min(...usable) : volume.journal.lastSequence;
+  return usable.length > 0 ? Math.min(...usable) : volume.lastSequence;
 }
 
 export type Progress = (progress: RestoreProgress) => void;
@@ -64,6 +64,7 @@ class Applier {
 
   constructor(
     private readonly volume: Volume,
+    private readonly held: Held,
     private readonly total: number,
     private readonly progress: Progress | undefined,
     private beforeFirstWrite?: BeforeFirstWrite,
@@ -80,7 +81,7 @@ class Applier {
     const before = this.beforeFirstWrite;
     this.beforeFirstWrite = undefined;
     await before?.();
-    await this.volume.applyLocked(this.bodies);
+    await this.volume.applyLocked(this.held, this.bodies);
     this.bodies = [];
     this.done += this.pending;
     this.pending = 0;
@@ -89,7 +90,7 @@ class Applier {
 
   async finish(): Promise<void> {
     await this.drain();
-    await this.volume.journal.sync();
+    await this.volume.syncJournal();
   }
 }
 
@@ -114,15 +115,15 @@ function* windowed(extents: readonly Extent[]): Generator<Extent & { window: num
 
 /**
  * Restore (a) and (b): copies back from a snapshot only the chunks written since it, inside
- * `areas`. The caller holds the volume lock.
+ * `areas`, under the volume lock.
  */
-export async function restoreFromSnapshot(volume: Volume, snapshot: SnapshotMeta, areas: Extent[] | undefined, progress?: Progress, beforeFirstWrite?: BeforeFirstWrite) {
-  let changed = volume.tracker.changedExtents(snapshot.sequence);
+export async function restoreFromSnapshot(volume: Volume, held: Held, snapshot: SnapshotMeta, areas: Extent[] | undefined, progress?: Progress, beforeFirstWrite?: BeforeFirstWrite) {
+  let changed = volume.changedExtents(snapshot.sequence);
   if (areas) changed = intersect(changed, areas);
   changed = intersect(changed, [{ offset: 0, length: volume.size }]);
   const total = totalLength(changed);
   progress?.({ bytesTotal: total, bytesRestored: 0 });
-  const applier = new Applier(volume, total, progress, beforeFirstWrite);
+  const applier = new Applier(volume, held, total, progress, beforeFirstWrite);
   const source = await fs.open(volume.snapshotPath(snapshot.name), 'r');
   try {
     // Changed chunks lie scattered: reading several at once keeps the disk busy; they are
@@ -180,8 +181,7 @@ class PointReader {
 
   /** Files the records that touch `wanted` by window, checking each Write record's CRC. */
   private async index(base: Base, point: number, wanted: Extent[]): Promise<void> {
-    const journal = this.volume.journal;
-    for await (const header of journal.headers(baseSequence(base) + 1, point)) {
+    for await (const header of this.volume.recordHeaders(baseSequence(base) + 1, point)) {
       if (header.type !== RecordType.Write && header.type !== RecordType.Zero && header.type !== RecordType.Trim) continue;
       if (header.length === 0) continue;
       if (intersect([{ offset: header.offset, length: header.length }], wanted).length === 0) continue;
@@ -192,7 +192,7 @@ class PointReader {
         if (!list) this.byWindow.set(window, (list = []));
         list.push(header);
       }
-      if (header.type === RecordType.Write) await journal.verifyWrite(header.segment, header.dataPosition, header.length, header.sequence);
+      if (header.type === RecordType.Write) await this.volume.verifyRecord(header);
     }
   }
 
@@ -206,7 +206,7 @@ class PointReader {
       if (start >= stop) continue;
       const slice = data.subarray(start - piece.offset, stop - piece.offset);
       if (header.type === RecordType.Write) {
-        await this.volume.journal.readData(header.segment, header.dataPosition + (start - header.offset), slice);
+        await this.volume.readRecordData(header.segment, header.dataPosition + (start - header.offset), slice);
       } else {
         slice.fill(0);
       }
@@ -221,14 +221,14 @@ class PointReader {
 
 /**
  * Restore (d): rewinds a volume in place to `point` by rewriting only the bytes written after
- * it. The caller holds the volume lock.
+ * it, under the volume lock.
  */
-export async function rewindInPlace(volume: Volume, base: Base, point: number, areas: Extent[] | undefined, progress?: Progress, beforeFirstWrite?: BeforeFirstWrite) {
+export async function rewindInPlace(volume: Volume, held: Held, base: Base, point: number, areas: Extent[] | undefined, progress?: Progress, beforeFirstWrite?: BeforeFirstWrite) {
   const touched: Extent[] = [];
   // A base taken after the point (nothing changed data in between) already holds the point,
   // and the records between them may be freed: only what came after the base counts.
   const after = Math.max(point, baseSequence(base));
-  for await (const header of volume.journal.headers(after + 1, volume.journal.lastSequence)) {
+  for await (const header of volume.recordHeaders(after + 1, volume.lastSequence)) {
     if (header.length > 0 && header.type !== RecordType.Marker && header.type !== RecordType.Snapshot) {
       touched.push({ offset: header.offset, length: header.length });
     }
@@ -238,7 +238,7 @@ export async function rewindInPlace(volume: Volume, base: Base, point: number, a
   const total = totalLength(wanted);
   progress?.({ bytesTotal: total, bytesRestored: 0 });
   const reader = await PointReader.prepare(volume, base, point, wanted);
-  const applier = new Applier(volume, total, progress, beforeFirstWrite);
+  const applier = new Applier(volume, held, total, progress, beforeFirstWrite);
   try {
     for (const piece of windowed(wanted)) await applier.put(piece.offset, await reader.read(piece));
   } finally {
@@ -250,24 +250,24 @@ export async function rewindInPlace(volume: Volume, base: Base, point: number, a
 
 /**
  * Restore (c) and (e) into a new volume: the target starts as a copy of the base; this
- * replays the source's journal from the base up to `point` onto it. The caller holds the
- * target's lock; the source is pinned so its journal stays.
+ * replays the source's journal from the base up to `point` onto it, under the target's
+ * lock (`held`); the source is pinned so its journal stays.
  */
-export async function replayInto(source: Volume, target: Volume, base: Base, point: number, progress?: Progress) {
+export async function replayInto(source: Volume, target: Volume, held: Held, base: Base, point: number, progress?: Progress) {
   let total = 0;
-  for await (const header of source.journal.headers(baseSequence(base) + 1, point)) total += header.length;
+  for await (const header of source.recordHeaders(baseSequence(base) + 1, point)) total += header.length;
   progress?.({ bytesTotal: total, bytesRestored: 0 });
   let done = 0;
   let batch: RecordBody[] = [];
   let pending = 0;
   const drain = async () => {
-    if (batch.length > 0) await target.applyLocked(batch);
+    if (batch.length > 0) await target.applyLocked(held, batch);
     done += pending;
     batch = [];
     pending = 0;
     progress?.({ bytesTotal: total, bytesRestored: done });
   };
-  for await (const record of source.journal.records(baseSequence(base) + 1, point)) {
+  for await (const record of source.records(baseSequence(base) + 1, point)) {
     if (record.type === RecordType.Write) {
       batch.push({ type: RecordType.Write, offset: record.offset, data: Buffer.from(record.data) });
       pending += record.data.length;
@@ -278,7 +278,7 @@ export async function replayInto(source: Volume, target: Volume, base: Base, poi
     if (pending >= APPLY_BYTES) await drain();
   }
   await drain();
-  await target.journal.sync();
+  await target.syncJournal();
   return { bytesTotal: total, bytesRestored: done };
 }
 
