@@ -315,7 +315,7 @@ async function main(): Promise<void> {
 
   await scenario('csi-sanity-node', async () => {
     // hack/csi-sanity.sh starts its own daemons (attach auto: the kernel path here).
-    const output = sh(`cd ${root} && CSI_SANITY_FOCUS='Node Service' CSI_SANITY_START_TIMEOUT=180 bash hack/csi-sanity.sh 2>&1`, { ok: [0, 1], timeoutMs: 1_800_000 });
+    const output = sh(`cd ${root} && KEEP=1 CSI_SANITY_FOCUS='Node Service' CSI_SANITY_START_TIMEOUT=180 bash hack/csi-sanity.sh 2>&1`, { ok: [0, 1], timeoutMs: 1_800_000 });
     fs.writeFileSync(path.join(out, 'csi-sanity.log'), output);
     const summaries = [...output.matchAll(/csi-sanity \((mount|block)\): (\d+) passed, (\d+) failed, (\d+) skipped/g)];
     check(summaries.length === 2, `csi-sanity printed no summaries: ${output.slice(-3000)}`);
@@ -324,7 +324,14 @@ async function main(): Promise<void> {
       facts[type!] = { passed: Number(passed), failed: Number(failed), skipped: Number(skipped) };
       check(Number(failed) === 0 && Number(passed) > 0, `csi-sanity (${type}): ${passed} passed, ${failed} failed`);
     }
-    check(!/attach(ed)? .*nbdfuse|mode":"fuse"/.test(output), 'csi-sanity staged through nbdfuse, not the kernel');
+    // Every attachment csi-sanity caused went through the kernel path, none through nbdfuse.
+    const kept = /work directory kept: (\S+)/.exec(output)?.[1];
+    check(kept !== undefined, 'csi-sanity did not keep its work directory');
+    const daemonLogs = sh(`cat ${kept}/*/daemon.log`);
+    const attached = [...daemonLogs.matchAll(/"message":"volume attached","mode":"(\w+)"/g)].map((m) => m[1]);
+    check(attached.length > 0 && attached.every((mode) => mode === 'kernel'), `csi-sanity attached through ${JSON.stringify([...new Set(attached)])}`);
+    facts.kernelAttachments = attached.length;
+    sh(`rm -rf ${kept}`);
     return facts;
   });
 }
