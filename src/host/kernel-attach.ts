@@ -1,4 +1,3 @@
-import { existsSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as net from 'node:net';
 import { TidemarkError } from '../util/errors.js';
@@ -127,11 +126,6 @@ export class KernelAttacher {
     // The volume stays held until the server's end closes; deleting it right after must work.
     if (session) await Promise.race([session.closed, sleep(10_000)]);
     this.sessions.delete(volume);
-  }
-
-  /** Whether the device node exists at all (the module may have been unloaded). */
-  static exists(device: string): boolean {
-    return existsSync(device);
   }
 
   /**
