@@ -1,8 +1,8 @@
 #!/bin/busybox sh
 # /init of the kernel-test guest (built into its initramfs by hack/build-guest.sh). Loads the
 # modules, mounts the host's root filesystem read-only over 9p (tag "hostroot") with a tmpfs
-# on /tmp and /run, mounts the writable output directory (tag "out") at the same path it has
-# on the host, and runs one command in a chroot of the host's root:
+# on /tmp and /run, mounts the clone, the cache and the writable output directory (tag "out")
+# at the paths they have on the host, and runs one command in a chroot of the host's root:
 #
 #   tidemark.run=SCRIPT  tidemark.out=DIR  tidemark.cwd=DIR  tidemark.cache=DIR
 #
@@ -41,6 +41,12 @@ mount -t devtmpfs devtmpfs /host/dev
 mkdir -p /host/dev/pts /host/dev/shm
 mount -t devpts devpts /host/dev/pts
 mount -t tmpfs tmpfs /host/dev/shm
+# The clone (tag "repo") and the tidemark cache (tag "cache") again at their own paths: under
+# /tmp they would be hidden by the tmpfs.
+for share in "repo:$cwd" "cache:$cache"; do
+  mkdir -p "/host${share#*:}" 2>/dev/null
+  mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000,cache=loose "${share%%:*}" "/host${share#*:}"
+done
 mkdir -p "/host$out"
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 out "/host$out"
 

@@ -17,6 +17,7 @@ cd "$(dirname "$0")/.."
 command -v qemu-system-x86_64 >/dev/null || { echo "kernel-tests: qemu-system-x86_64 is missing (apt-get install qemu-system-x86)" >&2; exit 2; }
 guest="$(bash hack/build-guest.sh)"
 cache="${TIDEMARK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tidemark}"
+mkdir -p "$cache"
 out="${KERNEL_TESTS_OUT:-$(mktemp -d "${TMPDIR:-/tmp}/tidemark-kernel.XXXXXX")}"
 mkdir -p "$out"
 rm -f "$out/results" "$out/guest-exit"
@@ -29,6 +30,8 @@ timeout "${KERNEL_TESTS_TIMEOUT:-2400}" qemu-system-x86_64 -accel tcg -cpu max -
   -kernel "$guest/vmlinuz" -initrd "$guest/initrd.img" \
   -append "console=ttyS0 panic=-1 loglevel=4 tidemark.run=$PWD/hack/kernel-guest.sh tidemark.out=$out tidemark.cwd=$PWD tidemark.cache=$cache${CI:+ CI=$CI}" \
   -virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap" \
+  -virtfs "local,path=$PWD,mount_tag=repo,security_model=none,readonly=on,multidevs=remap" \
+  -virtfs "local,path=$cache,mount_tag=cache,security_model=none,readonly=on,multidevs=remap" \
   -virtfs "local,path=$out,mount_tag=out,security_model=none" </dev/null >"$out/qemu.log" 2>&1 || status=$?
 echo "kernel-tests: guest ran $((SECONDS - started)) s (qemu exit $status)" >&2
 
