@@ -37,13 +37,14 @@ stop_daemon() {
 # What a failed spec left staged: mounts under the work directory, their loop devices and
 # FUSE mounts. Without this a failure leaves the machine with busy devices.
 release_host_state() {
-  local dir="$1" m dev
-  for m in $(awk -v d="$dir/" 'index($5, d) == 1 && $0 !~ / - fuse/ {print $5}' /proc/self/mountinfo | sort -r); do umount -l "$m" 2>/dev/null || true; done
+  local dir="$1" dev
+  awk -v d="$dir/" 'index($5, d) == 1 && $0 !~ / - fuse/ {print $5}' /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
   for dev in /sys/block/loop*; do
     if grep -q "^$dir/" "$dev/loop/backing_file" 2>/dev/null; then losetup -d "/dev/$(basename "$dev")" 2>/dev/null || true; fi
   done
-  for m in $(awk -v d="$dir/" 'index($5, d) == 1 && $0 ~ / - fuse/ {print $5}' /proc/self/mountinfo); do fusermount3 -u -z "$m" 2>/dev/null || true; done
+  awk -v d="$dir/" 'index($5, d) == 1 && $0 ~ / - fuse/ {print $5}' /proc/self/mountinfo | while read -r m; do fusermount3 -u -z "$m" 2>/dev/null || true; done
 }
+# shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
   stop_daemon
   release_host_state "$work"
