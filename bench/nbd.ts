@@ -33,6 +33,7 @@ import { parseArgs } from 'node:util';
 import { Engine, type VolumeInfo } from '../src/engine/index.js';
 import { NbdServer, nbdUnixUri, type NbdBackend } from '../src/nbd/index.js';
 import { silentLogger } from '../src/util/log.js';
+import { instrumentWritePath, type WriteProfile } from './lib/instrument.js';
 
 const MiB = 1024 * 1024;
 const SELF = fileURLToPath(import.meta.url);
@@ -45,8 +46,12 @@ async function serve(store: string, socket: string, volume: string, size: number
   if (!engine.has(volume)) await engine.createVolume(volume, { size });
   const server = new NbdServer(engine, logger);
   await server.listenUnix(socket);
+  // Wall-time attribution of the engine's write path (bench/lib/instrument.ts), for the profile.
+  const traceFile = process.env.TIDEMARK_BENCH_TRACE;
+  const trace = traceFile ? instrumentWritePath() : undefined;
   const stop = async () => {
     await server.close();
+    if (trace) await fs.writeFile(traceFile!, JSON.stringify(trace.stop()));
     await engine.close();
     // A normal exit, so that --cpu-prof writes its profile.
     process.exit(0);
@@ -177,11 +182,11 @@ function exec(command: string, args: string[]): Promise<{ stdout: string; ms: nu
 /** Starts a server and waits until its socket accepts connections. */
 const HAVE_SETPRIV = spawnSync('sh', ['-c', 'command -v setpriv'], { stdio: 'ignore' }).status === 0;
 
-async function startServer(name: TargetName, command: string, args: string[], socket: string): Promise<Target> {
+async function startServer(name: TargetName, command: string, args: string[], socket: string, env: Record<string, string> = {}): Promise<Target> {
   // Servers die with the benchmark even when it is killed (qemu-nbd has no option for that).
   const [cmd, argv] = HAVE_SETPRIV ? ['setpriv', ['--pdeathsig', 'TERM', command, ...args]] : [command, args];
   // The same thread pool size bin/tidemark gives the daemon.
-  const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'inherit'], env: { UV_THREADPOOL_SIZE: '16', ...process.env } });
+  const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'inherit'], env: { UV_THREADPOOL_SIZE: '16', ...process.env, ...env } });
   child.stdout!.resume();
   const volume = name.startsWith('tidemark') ? 'bench' : '';
   const uri = nbdUnixUri(volume, socket);
@@ -468,6 +473,9 @@ async function measureSize(opts: SizeRun): Promise<void> {
     for (let r = 0; r < runs; r++) {
       // Servers take turns within a run, so drift over time hits all of them alike.
       for (const t of targets) {
+        // Dirty pages a previous server left (an image the page cache still holds) would be
+        // written back during the next one's FLUSH and charged to it: start each clean.
+        if (m.unit === 'IOPS' || m.id === 'write') await exec('sync', []);
         const value = await m.run(t);
         perTarget.set(t.name, [...(perTarget.get(t.name) ?? []), value]);
       }
@@ -523,7 +531,10 @@ async function shortProfile(dir: string, live: Target[]): Promise<void> {
   const profileDir = path.join(dir, 'profile');
   const source = path.join(dir, 'source.img');
   await writeRandomFile(source, size);
-  const t = await startServer('tidemark', process.execPath, tidemarkArgs([`--cpu-prof`, `--cpu-prof-dir=${profileDir}`], dir, size), path.join(dir, 'tidemark.sock'));
+  const traceFile = path.join(dir, 'trace.json');
+  const t = await startServer('tidemark', process.execPath, tidemarkArgs([`--cpu-prof`, `--cpu-prof-dir=${profileDir}`], dir, size), path.join(dir, 'tidemark.sock'), {
+    TIDEMARK_BENCH_TRACE: traceFile,
+  });
   live.push(t);
   const write = await sequentialWrite(source, size)(t);
   const qd64 = await randomWrite(20_000, 64, '0x5a')(t);
@@ -531,6 +542,14 @@ async function shortProfile(dir: string, live: Target[]): Promise<void> {
   console.log('');
   console.log(`Short profile (separate run under --cpu-prof, ${size / MiB} MiB sequential write + flush at ${write.toFixed(0)} MiB/s, 20000 4 KiB random writes QD64 at ${qd64.toFixed(0)} IOPS):`);
   console.log(await summariseProfile(profileDir));
+  const trace = JSON.parse(await fs.readFile(traceFile, 'utf8').catch(() => '{}')) as Partial<WriteProfile>;
+  if (trace.ms) {
+    const ops = trace.batchOps ?? [];
+    console.log(`  engine write path, wall time by part (own ms, calls; "background" overlaps the rest), ${ops.length} batches, ${(ops.reduce((a, b) => a + b, 0) / Math.max(1, ops.length)).toFixed(1)} ops per batch:`);
+    for (const [key, ms] of Object.entries(trace.ms).sort((a, b) => b[1] - a[1])) {
+      console.log(`    ${key.padEnd(18)} ${ms.toFixed(0).padStart(7)} ms  ${String(trace.calls?.[key] ?? 0).padStart(6)} calls`);
+    }
+  }
 }
 
 main().catch((err: unknown) => {
