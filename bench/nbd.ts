@@ -14,6 +14,7 @@
  *   --profile     run the measured tidemark server itself under `node --cpu-prof`
  *                 (its figures then include the profiler's cost) and summarise it
  *   --no-profile  skip the short profile run that full runs end with
+ *   --profile-only  only the short profile run
  *
  * Unless --no-profile or --profile is given, a full run ends with a separate short profile:
  * a fresh tidemark server under `node --cpu-prof` takes one 128 MiB sequential write + flush
@@ -269,6 +270,11 @@ function category(node: ProfileNode): string {
   return 'other';
 }
 
+function functionKey(node: ProfileNode): string {
+  const where = node.callFrame.url ? `${node.callFrame.url.replace(/^.*\/(dist|\.before-dist|node_modules)\//, '')}:${node.callFrame.lineNumber + 1}` : '';
+  return `${node.callFrame.functionName || '(anonymous)'} ${where}`.trim();
+}
+
 async function summariseProfile(dir: string): Promise<string> {
   const files = (await fs.readdir(dir)).filter((f) => f.endsWith('.cpuprofile'));
   if (files.length === 0) return 'no CPU profile was written';
@@ -276,6 +282,8 @@ async function summariseProfile(dir: string): Promise<string> {
   const totalUs = profile.endTime - profile.startTime;
   const samples = profile.samples?.length ?? 0;
   const perSampleUs = samples > 0 ? totalUs / samples : 0;
+  const parents = new Map<number, ProfileNode>();
+  for (const node of profile.nodes) for (const child of node.children ?? []) parents.set(child, node);
   const byCategory = new Map<string, number>();
   const byFunction = new Map<string, number>();
   for (const node of profile.nodes) {
@@ -283,8 +291,7 @@ async function summariseProfile(dir: string): Promise<string> {
     if (hits === 0) continue;
     const cat = category(node);
     byCategory.set(cat, (byCategory.get(cat) ?? 0) + hits);
-    const where = node.callFrame.url ? `${node.callFrame.url.replace(/^.*\/(dist|node_modules)\//, '')}:${node.callFrame.lineNumber + 1}` : '';
-    const key = `${node.callFrame.functionName || '(anonymous)'} ${where}`.trim();
+    const key = functionKey(node);
     byFunction.set(key, (byFunction.get(key) ?? 0) + hits);
   }
   const busy = samples - (byCategory.get('idle (waiting for I/O)') ?? 0);
@@ -293,10 +300,28 @@ async function summariseProfile(dir: string): Promise<string> {
   for (const [cat, hits] of [...byCategory].sort((a, b) => b[1] - a[1])) {
     lines.push(`    ${cat.padEnd(32)} ${((100 * hits) / samples).toFixed(1).padStart(5)}%`);
   }
-  lines.push('  hottest functions, self time (share of busy samples):');
-  for (const [fn, hits] of [...byFunction].filter(([k]) => !k.startsWith('(idle)')).sort((a, b) => b[1] - a[1]).slice(0, 15)) {
+  lines.push('  hottest functions, self time (share of busy samples), with the callers of the top five:');
+  const hottest = [...byFunction].filter(([k]) => !k.startsWith('(idle)')).sort((a, b) => b[1] - a[1]).slice(0, 15);
+  hottest.forEach(([fn, hits], rank) => {
     lines.push(`    ${((100 * hits) / Math.max(1, busy)).toFixed(1).padStart(5)}%  ${fn}`);
-  }
+    if (rank >= 5) return;
+    // A native function (writeBuffer, writev) is only told apart by who called it: a file or a socket.
+    const callers = new Map<string, number>();
+    for (const node of profile.nodes) {
+      if ((node.hitCount ?? 0) === 0 || functionKey(node) !== fn) continue;
+      let parent = parents.get(node.id);
+      const chain: string[] = [];
+      while (parent && chain.length < 3) {
+        chain.push(functionKey(parent).replace(/ .*\//, ' '));
+        parent = parents.get(parent.id);
+      }
+      const key = chain.join(' < ') || '(root)';
+      callers.set(key, (callers.get(key) ?? 0) + node.hitCount!);
+    }
+    for (const [chain, n] of [...callers].sort((a, b) => b[1] - a[1]).slice(0, 3)) {
+      lines.push(`             ${((100 * n) / Math.max(1, hits)).toFixed(0).padStart(3)}% from ${chain}`);
+    }
+  });
   return lines.join('\n');
 }
 
@@ -320,6 +345,7 @@ async function main(): Promise<void> {
       runs: { type: 'string' },
       profile: { type: 'boolean', default: false },
       'no-profile': { type: 'boolean', default: false },
+      'profile-only': { type: 'boolean', default: false },
       sizes: { type: 'string' },
       dir: { type: 'string' },
     },
@@ -361,10 +387,10 @@ async function main(): Promise<void> {
   try {
     console.log(`NBD benchmark: ${sizes.map((s) => `${s / MiB} MiB`).join(' and ')} exports, ${runs} run(s) each, median and [min-max of the per-run ratios]; in ${dir}`);
     console.log(`  ${os.cpus().length} CPUs, load average ${load()} at start (other work on the machine skews every column alike)`);
-    for (const size of sizes) {
+    for (const size of values['profile-only'] === true ? [] : sizes) {
       await measureSize({ dir: path.join(dir, String(size / MiB)), size, runs, quick, profile: values.profile === true, live });
     }
-    if (!quick && values.profile !== true && values['no-profile'] !== true) {
+    if (values['profile-only'] === true || (!quick && values.profile !== true && values['no-profile'] !== true)) {
       await shortProfile(path.join(dir, 'short-profile'), live);
     }
   } finally {
