@@ -15,6 +15,9 @@
  *                 (its figures then include the profiler's cost) and summarise it
  *   --no-profile  skip the short profile run that full runs end with
  *   --profile-only  only the short profile run
+ *   --compare-with FILE  also run the tidemark server of another build (its dist/bench/nbd.js)
+ *                 in the same rounds, and show tidemark/base: a change measured against its
+ *                 starting point under the same noise
  *
  * Unless --no-profile or --profile is given, a full run ends with a separate short profile:
  * a fresh tidemark server under `node --cpu-prof` takes one 128 MiB sequential write + flush
@@ -140,7 +143,7 @@ async function serveMemory(socket: string, volume: string, size: number): Promis
 
 // ---- orchestration ----------------------------------------------------------------------
 
-type TargetName = 'tidemark' | 'nbdkit' | 'qemu-nbd' | 'tidemark-ram' | 'nbdkit-memory';
+type TargetName = 'tidemark' | 'nbdkit' | 'qemu-nbd' | 'tidemark-ram' | 'nbdkit-memory' | 'tidemark-base';
 
 interface Target {
   name: TargetName;
@@ -348,6 +351,7 @@ async function main(): Promise<void> {
       'profile-only': { type: 'boolean', default: false },
       sizes: { type: 'string' },
       dir: { type: 'string' },
+      'compare-with': { type: 'string' },
     },
     allowPositionals: true,
     strict: false,
@@ -388,7 +392,7 @@ async function main(): Promise<void> {
     console.log(`NBD benchmark: ${sizes.map((s) => `${s / MiB} MiB`).join(' and ')} exports, ${runs} run(s) each, median and [min-max of the per-run ratios]; in ${dir}`);
     console.log(`  ${os.cpus().length} CPUs, load average ${load()} at start (other work on the machine skews every column alike)`);
     for (const size of values['profile-only'] === true ? [] : sizes) {
-      await measureSize({ dir: path.join(dir, String(size / MiB)), size, runs, quick, profile: values.profile === true, live });
+      await measureSize({ dir: path.join(dir, String(size / MiB)), size, runs, quick, profile: values.profile === true, live, base: typeof values['compare-with'] === 'string' ? path.resolve(values['compare-with']) : undefined });
     }
     if (values['profile-only'] === true || (!quick && values.profile !== true && values['no-profile'] !== true)) {
       await shortProfile(path.join(dir, 'short-profile'), live);
@@ -406,6 +410,8 @@ interface SizeRun {
   profile: boolean;
   /** Servers that are running, so that the caller's cleanup can stop them. */
   live: Target[];
+  /** Another build's dist/bench/nbd.js: its tidemark server runs beside this one (--compare-with). */
+  base: string | undefined;
 }
 
 function tidemarkArgs(nodeArgs: string[], dir: string, size: number): string[] {
@@ -456,6 +462,9 @@ async function measureSize(opts: SizeRun): Promise<void> {
     path.join(dir, 'qemu.sock'),
   );
   // The protocol layers alone, over RAM: tidemark's NBD code against nbdkit's.
+  if (opts.base) {
+    await start('tidemark-base', process.execPath, [opts.base, '--serve', path.join(dir, 'store-base'), path.join(dir, 'base.sock'), 'bench', String(size)], path.join(dir, 'base.sock'));
+  }
   await start('tidemark-ram', process.execPath, [SELF, '--serve-memory', path.join(dir, 'ram.sock'), 'bench', String(size)], path.join(dir, 'ram.sock'));
   await start('nbdkit-memory', 'nbdkit', ['--foreground', '--exit-with-parent', '--unix', path.join(dir, 'mem.sock'), 'memory', String(size)], path.join(dir, 'mem.sock'));
 
@@ -529,14 +538,15 @@ async function measureSize(opts: SizeRun): Promise<void> {
       const met = m.target.peer === 'qemu-nbd' ? vsQemu.median >= m.target.ratio : Math.min(vsKit.median, vsQemu.median) >= m.target.ratio;
       target = `>= ${m.target.ratio.toFixed(1)}x ${m.target.peer === 'both' ? 'both' : 'qemu-nbd'}: ${met ? 'met' : 'MISSED'}`;
     }
-    mainRows.push([m.label, m.unit, tide.toFixed(0), value(m.id, 'nbdkit').toFixed(0), value(m.id, 'qemu-nbd').toFixed(0), vsKit.text, vsQemu.text, target]);
+    const vsBase = opts.base ? [value(m.id, 'tidemark-base').toFixed(0), ratio(m.id, 'tidemark', 'tidemark-base').text] : [];
+    mainRows.push([m.label, m.unit, tide.toFixed(0), value(m.id, 'nbdkit').toFixed(0), value(m.id, 'qemu-nbd').toFixed(0), vsKit.text, vsQemu.text, target, ...vsBase]);
     const ram = value(m.id, 'tidemark-ram');
     const memory = value(m.id, 'nbdkit-memory');
     layer.push([m.label, m.unit, ram.toFixed(0), memory.toFixed(0), ratio(m.id, 'tidemark-ram', 'nbdkit-memory').text, ratio(m.id, 'tidemark', 'tidemark-ram').text]);
   }
   console.log(`  load average ${load()} at the end`);
   console.log('');
-  printTable(['measurement', 'unit', 'tidemark', 'nbdkit', 'qemu-nbd', 't/nbdkit', 't/qemu-nbd', 'target'], mainRows, [0, 1, 7]);
+  printTable(['measurement', 'unit', 'tidemark', 'nbdkit', 'qemu-nbd', 't/nbdkit', 't/qemu-nbd', 'target', ...(opts.base ? ['base', 't/base'] : [])], mainRows, [0, 1, 7]);
   console.log('');
   console.log('Protocol layers alone, over RAM (no journal, no image, no page cache):');
   printTable(['measurement', 'unit', 'tidemark NBD/RAM', 'nbdkit memory', 'ratio', 'tidemark with engine/over RAM'], layer, [0, 1]);
