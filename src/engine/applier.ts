@@ -1,11 +1,10 @@
 import type * as fs from 'node:fs/promises';
 import { TidemarkError, classifyError } from '../util/errors.js';
-import { writevFully } from '../util/files.js';
 import type { Logger } from '../util/log.js';
 import { applyToImage, overlapping } from './image.js';
 import type { Held } from './lock.js';
 import { PendingWrites } from './pending.js';
-import { RecordType, recordExtent, type JournalRecord } from './record.js';
+import type { JournalRecord } from './record.js';
 
 /** Pending (not yet durable) bytes above which the applier syncs the journal itself. */
 const SYNC_AFTER_BYTES = 4 * 1024 * 1024;
@@ -17,41 +16,9 @@ const MAX_PENDING_BYTES = 128 * 1024 * 1024;
 const APPLY_BYTES = 8 * 1024 * 1024;
 /** Image writes the applier has in flight at once. */
 const APPLY_PARALLEL = 8;
-/** Records joined into one image write at most (below IOV_MAX), and bytes. */
-const RUN_RECORDS = 256;
-const RUN_BYTES = 8 * 1024 * 1024;
 /** First and longest wait before the applier tries the image again after a full disk. */
 const STALL_RETRY_MIN_MS = 100;
 const STALL_RETRY_MAX_MS = 5000;
-
-/**
- * Groups records, in journal order, into runs: each Write joins the run before it when it
- * starts where that run ends in the image; a zero or trim is a run of its own.
- */
-export function imageRuns(records: readonly JournalRecord[]): JournalRecord[][] {
-  const runs: JournalRecord[][] = [];
-  let run: JournalRecord[] | undefined;
-  let end = -1;
-  let bytes = 0;
-  for (const record of records) {
-    if (record.type === RecordType.Write) {
-      if (run && record.offset === end && run.length < RUN_RECORDS && bytes + record.data.length <= RUN_BYTES) {
-        run.push(record);
-      } else {
-        run = [record];
-        runs.push(run);
-        bytes = 0;
-      }
-      end = record.offset + record.data.length;
-      bytes += record.data.length;
-    } else {
-      const { length } = recordExtent(record);
-      if (length > 0) runs.push([record]);
-      run = undefined;
-    }
-  }
-  return runs;
-}
 
 /** What the applier needs of the journal: how far it is durable, and a way to make it more so. */
 export interface DurableJournal {
@@ -168,40 +135,23 @@ export class ImageApplier {
   /** Writes records to the image; returns the first error, once no write is in flight any more. */
   private async writeToImage(records: JournalRecord[]): Promise<unknown> {
     try {
-      const runs = imageRuns(records);
       if (overlapping(records)) {
-        for (const run of runs) await this.writeRun(run);
+        for (const record of records) await applyToImage(this.image, this.imagePath, record);
         return undefined;
       }
       // A few at a time: the thread pool is shared, and a journal append queued behind
       // thousands of image writes would hold every writer's acknowledgement back.
       let next = 0;
       const worker = async () => {
-        while (next < runs.length) await this.writeRun(runs[next++]!);
+        while (next < records.length) await applyToImage(this.image, this.imagePath, records[next++]!);
       };
       // Every worker is waited for: one still writing after a retry had begun could put an
       // older record's bytes over a newer one's.
-      const outcomes = await Promise.allSettled(Array.from({ length: Math.min(APPLY_PARALLEL, runs.length) }, worker));
+      const outcomes = await Promise.allSettled(Array.from({ length: Math.min(APPLY_PARALLEL, records.length) }, worker));
       return outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected')?.reason;
     } catch (err) {
       return err;
     }
-  }
-
-  /**
-   * Writes one run: a zero or trim, or writes that follow each other in the image, in one
-   * pwritev through the thread pool. Never on the event-loop thread, even for 4 KiB: an image
-   * write can wait there for the filesystem's journal commit that a concurrent fdatasync
-   * started, and every connection would wait with it (the CPU profile showed it).
-   */
-  private async writeRun(run: JournalRecord[]): Promise<void> {
-    const first = run[0]!;
-    if (first.type !== RecordType.Write) return applyToImage(this.image, this.imagePath, first);
-    return writevFully(
-      this.image,
-      run.map((r) => (r as JournalRecord & { type: RecordType.Write }).data),
-      first.offset,
-    );
   }
 
   private stalled(error: TidemarkError): void {

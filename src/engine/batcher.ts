@@ -8,7 +8,7 @@ const BATCH_BYTES = 32 * 1024 * 1024;
 type Settle = { resolve: (seq: number) => void; reject: (e: Error) => void };
 
 export type QueuedOp =
-  | ({ kind: 'write'; offset: number; data: Buffer; fua: boolean; adopted: boolean } & Settle)
+  | ({ kind: 'write'; offset: number; data: Buffer; fua: boolean } & Settle)
   | ({ kind: 'zero'; offset: number; length: number; trim: boolean; fua: boolean } & Settle)
   | ({ kind: 'flush' } & Settle);
 
@@ -41,8 +41,8 @@ export class WriteBatcher {
     private readonly target: BatchTarget,
   ) {}
 
-  write(offset: number, data: Buffer, fua: boolean, adopted = false): Promise<number> {
-    return this.enqueue((settle) => ({ kind: 'write', offset, data, fua, adopted, ...settle }));
+  write(offset: number, data: Buffer, fua: boolean): Promise<number> {
+    return this.enqueue((settle) => ({ kind: 'write', offset, data, fua, ...settle }));
   }
 
   zero(offset: number, length: number, trim: boolean, fua: boolean): Promise<number> {
@@ -115,7 +115,7 @@ function recordsOf(batch: QueuedOp[]): { bodies: RecordBody[]; lastBodyOf: numbe
   for (const op of batch) {
     if (op.kind === 'write') {
       for (let at = 0; at < op.data.length || (at === 0 && op.data.length === 0); at += MAX_RECORD_PAYLOAD) {
-        bodies.push({ type: RecordType.Write, offset: op.offset + at, data: op.data.subarray(at, at + MAX_RECORD_PAYLOAD), ...(op.adopted ? { adopted: true } : {}) });
+        bodies.push({ type: RecordType.Write, offset: op.offset + at, data: op.data.subarray(at, at + MAX_RECORD_PAYLOAD) });
         if (op.data.length === 0) break;
       }
       durable ||= op.fua;

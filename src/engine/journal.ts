@@ -1,7 +1,8 @@
+import * as fsSync from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { TidemarkError, classifyError } from '../util/errors.js';
-import { PRIVATE_FILE_MODE, fsyncDir, makePrivateDir, readFully, writevFully, writevFullySync } from '../util/files.js';
+import { PRIVATE_FILE_MODE, fsyncDir, makePrivateDir, readFully, writeFully } from '../util/files.js';
 import type { Logger } from '../util/log.js';
 import { systemClock, type Clock } from '../util/time.js';
 import {
@@ -10,7 +11,6 @@ import {
   WRITE_PAYLOAD_OFFSET,
   decodeRecord,
   encodeRecord,
-  encodeWriteHead,
   encodedSize,
   parseHeader,
   recordExtent,
@@ -55,8 +55,6 @@ const SEGMENT_SUFFIX = '.log';
 const INLINE_WRITE_BYTES = 64 * 1024;
 /** A batch is written in pieces of about this size, each as soon as it is encoded. */
 const WRITE_PIECE_BYTES = 2 * 1024 * 1024;
-/** and of at most this many buffers (two per write: its header, its data), below IOV_MAX. */
-const WRITE_PIECE_BUFFERS = 512;
 /** Bytes read at once while start-up replays a segment. */
 const REPLAY_READ_BYTES = 4 * 1024 * 1024;
 const segmentName = (firstSequence: number) => `${firstSequence.toString(16).padStart(16, '0')}${SEGMENT_SUFFIX}`;
@@ -311,52 +309,22 @@ export class Journal {
         bytes += encodedSize(bodies[j]!);
         j++;
       }
-      // Headers (and whole records other than writes) are encoded into one buffer; a write's
-      // data is written from where it is: the caller's buffer when the caller handed it over
-      // (`adopted`), otherwise one copy per batch. The pieces leave with pwritev, each as
-      // soon as it is encoded, so encoding (CRC32C) overlaps the thread pool's writes.
-      let headBytes = 0;
-      let copyBytes = 0;
-      for (let k = i; k < j; k++) {
-        const record = bodies[k]!;
-        if (record.type !== RecordType.Write) headBytes += encodedSize(record);
-        else {
-          headBytes += WRITE_PAYLOAD_OFFSET;
-          if (!record.adopted) copyBytes += record.data.length;
-        }
-      }
-      const heads = Buffer.allocUnsafe(headBytes);
-      const copies = Buffer.allocUnsafe(copyBytes);
+      const buffer = Buffer.allocUnsafe(bytes);
+      // Encoding (copy + CRC32C) runs here while earlier pieces are being written by the
+      // thread pool, so the two overlap instead of adding up.
       const writes: Promise<void>[] = [];
-      let headAt = 0;
-      let copyAt = 0;
       let at = 0;
-      let pieceStart = 0;
-      let piece: Buffer[] = [];
+      let written = 0;
       for (let k = i; k < j; k++) {
         const record = bodies[k]!;
-        if (record.type === RecordType.Write) {
-          if (!record.adopted) {
-            // From here on the record's payload is the journal's copy, which the applier may
-            // keep while the caller reuses its buffer.
-            record.data.copy(copies, copyAt);
-            record.data = copies.subarray(copyAt, copyAt + record.data.length);
-            copyAt += record.data.length;
-          }
-          encodeWriteHead(record, heads, headAt);
-          piece.push(heads.subarray(headAt, headAt + WRITE_PAYLOAD_OFFSET), record.data);
-          headAt += WRITE_PAYLOAD_OFFSET;
-          at += WRITE_PAYLOAD_OFFSET + record.data.length;
-        } else {
-          const size = encodeRecord(record, heads, headAt);
-          piece.push(heads.subarray(headAt, headAt + size));
-          headAt += size;
-          at += size;
-        }
-        if (at - pieceStart >= WRITE_PIECE_BYTES || piece.length >= WRITE_PIECE_BUFFERS || k === j - 1) {
-          writes.push(this.writePiece(piece, at - pieceStart, segment.size + pieceStart));
-          pieceStart = at;
-          piece = [];
+        const size = encodeRecord(record, buffer, at);
+        // From here on the record's payload is the journal's copy, which the caller may keep
+        // (the volume's applier writes it to the image later) while the caller's buffer is reused.
+        if (record.type === RecordType.Write) record.data = buffer.subarray(at + WRITE_PAYLOAD_OFFSET, at + size);
+        at += size;
+        if (at - written >= WRITE_PIECE_BYTES || k === j - 1) {
+          writes.push(this.writePiece(buffer.subarray(written, at), segment.size + written));
+          written = at;
         }
       }
       const failed = (await Promise.allSettled(writes)).find((r): r is PromiseRejectedResult => r.status === 'rejected');
@@ -387,10 +355,11 @@ export class Journal {
    * copying it into the page cache takes microseconds, while a trip through the thread pool
    * costs a tenth of a millisecond, and with few writes in flight that latency is the limit.
    */
-  private writePiece(piece: Buffer[], bytes: number, position: number): Promise<void> {
-    if (bytes > INLINE_WRITE_BYTES) return writevFully(this.active, piece, position);
+  private writePiece(piece: Buffer, position: number): Promise<void> {
+    if (piece.length > INLINE_WRITE_BYTES) return writeFully(this.active, piece, position);
     try {
-      writevFullySync(this.active.fd, piece, position);
+      let done = 0;
+      while (done < piece.length) done += fsSync.writeSync(this.active.fd, piece, done, piece.length - done, position + done);
       // Completion still goes through the event loop, so that a caller writing in a tight
       // loop cannot run on microtasks alone and starve timers, sockets and other volumes.
       return new Promise((resolve) => setImmediate(resolve));

@@ -33,11 +33,7 @@ export enum RecordType {
 }
 
 export type RecordBody =
-  /**
-   * `adopted`: the caller hands `data` over and never changes it again, so the journal writes
-   * it as it is and the applier keeps it, instead of both working from a copy.
-   */
-  | { type: RecordType.Write; offset: number; data: Buffer; adopted?: boolean }
+  | { type: RecordType.Write; offset: number; data: Buffer }
   | { type: RecordType.Zero | RecordType.Trim; offset: number; length: number }
   | { type: RecordType.Marker; name: string; group: string }
   | { type: RecordType.Snapshot; name: string }
@@ -117,24 +113,6 @@ export function encodeRecord(record: JournalRecord, target: Buffer, at = 0): num
   }
   target.writeUInt32LE(mask(crc32c(target.subarray(at + 4, at + size))), at);
   return size;
-}
-
-/**
- * Encodes the first WRITE_PAYLOAD_OFFSET bytes of a Write record (header and offset) into
- * `target` at `at`, with the CRC over them and `record.data`: those bytes followed by the
- * data are exactly what `encodeRecord` writes, without copying the data.
- */
-export function encodeWriteHead(record: JournalRecord & { type: RecordType.Write }, target: Buffer, at = 0): void {
-  target.writeUInt32LE(8 + record.data.length, at + 4);
-  target.writeUInt8(RecordType.Write, at + 8);
-  target.writeUInt8(0, at + 9);
-  target.writeUInt16LE(0, at + 10);
-  target.writeUInt32LE(RECORD_MAGIC, at + 12);
-  target.writeBigUInt64LE(BigInt(record.sequence), at + 16);
-  target.writeBigUInt64LE(BigInt(record.time), at + 24);
-  target.writeBigUInt64LE(BigInt(record.offset), at + HEADER_SIZE);
-  const head = crc32c(target.subarray(at + 4, at + WRITE_PAYLOAD_OFFSET));
-  target.writeUInt32LE(mask(crc32c(record.data, head)), at);
 }
 
 function writeString(target: Buffer, at: number, text: string): number {

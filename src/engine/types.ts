@@ -125,10 +125,4 @@ export interface RestoreResult extends RestoreProgress {
 export interface WriteOptions {
   /** Durable before the call returns (NBD's FUA). */
   fua?: boolean;
-  /**
-   * The caller hands `data` over and never changes it afterwards: the engine writes it to the
-   * journal as it is and keeps it until the image has it, instead of copying it first. The
-   * NBD server sets this for request payloads, which it never reuses.
-   */
-  adopt?: boolean;
 }

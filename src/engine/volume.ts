@@ -430,7 +430,7 @@ export class Volume {
 
   write(offset: number, data: Buffer, options: WriteOptions = {}): Promise<number> {
     this.checkRange(offset, data.length, 'write');
-    return this.batcher.write(offset, data, options.fua === true, options.adopt === true);
+    return this.batcher.write(offset, data, options.fua === true);
   }
 
   zero(offset: number, length: number, options: WriteOptions & { trim?: boolean } = {}): Promise<number> {

@@ -57,9 +57,6 @@ export interface DirectExport {
   readOnly: boolean;
 }
 
-/** Payloads below this that sit inside a larger socket chunk are copied out of it (see write). */
-const SHARED_CHUNK_COPY_BYTES = 64 * 1024;
-
 let zeroBuffer = Buffer.alloc(0);
 /** Shared zeros for WRITE_ZEROES with NO_HOLE; the engine only ever reads it. */
 function zeros(length: number): Buffer {
@@ -620,13 +617,7 @@ export class NbdConnection implements NegotiationHost {
   }
 
   private async write(h: RequestHeader, data: Buffer, fua: boolean): Promise<void> {
-    // Payloads are never reused here (a socket chunk, a copy the queue made of a payload
-    // that straddled chunks, or the shared zeros), so the engine may keep them as they are
-    // rather than copy them into its journal. A small payload inside a larger socket chunk
-    // is copied first: kept as a view, it would pin the whole chunk while it waits for the
-    // image, memory that the engine's pending limit does not see.
-    if (data.length < SHARED_CHUNK_COPY_BYTES && data.buffer.byteLength > 2 * data.length) data = Buffer.from(data);
-    await this.backend.write(this.attached!.volume, h.offset, data, { fua, adopt: true });
+    await this.backend.write(this.attached!.volume, h.offset, data, { fua });
     this.ok(h);
   }
 

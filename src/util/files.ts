@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { constants as fsConstants, writevSync } from 'node:fs';
+import { constants as fsConstants } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { classifyError } from './errors.js';
@@ -149,39 +149,6 @@ export async function readFully(handle: fs.FileHandle, buffer: Buffer, position:
     }
     done += bytesRead;
   }
-}
-
-/** Writes `buffers` one after the other from `position` (one pwritev), looping over short writes. */
-export async function writevFully(handle: fs.FileHandle, buffers: Buffer[], position: number): Promise<void> {
-  let rest = buffers;
-  for (;;) {
-    const total = rest.reduce((sum, b) => sum + b.length, 0);
-    if (total === 0) return;
-    const { bytesWritten } = await handle.writev(rest, position);
-    position += bytesWritten;
-    rest = skipBytes(rest, bytesWritten);
-  }
-}
-
-/** The same on this thread: for a few KiB, where a trip through the thread pool costs more than the copy. */
-export function writevFullySync(fd: number, buffers: Buffer[], position: number): void {
-  let rest = buffers;
-  for (;;) {
-    const total = rest.reduce((sum, b) => sum + b.length, 0);
-    if (total === 0) return;
-    const written = writevSync(fd, rest, position);
-    position += written;
-    rest = skipBytes(rest, written);
-  }
-}
-
-/** `buffers` without their first `n` bytes. */
-function skipBytes(buffers: Buffer[], n: number): Buffer[] {
-  let i = 0;
-  while (i < buffers.length && n >= buffers[i]!.length) n -= buffers[i++]!.length;
-  const rest = buffers.slice(i);
-  if (n > 0 && rest.length > 0) rest[0] = rest[0]!.subarray(n);
-  return rest;
 }
 
 /** Writes all of `buffer` at `position`, looping over short writes. */

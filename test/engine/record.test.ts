@@ -6,7 +6,6 @@ import {
   RecordType,
   decodeRecord,
   encodeRecord,
-  encodeWriteHead,
   encodedSize,
   parseHeader,
   recordExtent,
@@ -57,17 +56,6 @@ describe('journal record codec', () => {
         }
         const header = parseHeader(bytes);
         expect(header).toEqual({ ok: true, type: record.type, payloadLength: bytes.length - HEADER_SIZE, sequence: record.sequence, time: record.time });
-      }),
-    );
-  });
-
-  it('a write head followed by the data is byte for byte the encoded record', () => {
-    fc.assert(
-      fc.property(fc.uint8Array({ maxLength: 9000 }), fc.nat(), fc.nat(), fc.nat(), (bytes, offset, sequence, time) => {
-        const record: JournalRecord = { type: RecordType.Write, offset, data: Buffer.from(bytes), sequence, time };
-        const head = Buffer.alloc(HEADER_SIZE + 8 + 3);
-        encodeWriteHead(record as JournalRecord & { type: RecordType.Write }, head, 3);
-        expect(Buffer.concat([head.subarray(3), record.data])).toEqual(encode(record));
       }),
     );
   });
