@@ -4,13 +4,25 @@
  * bench). Prints a table with the ratios tidemark/nbdkit and tidemark/qemu-nbd next to the
  * design's targets. Timing is reported, never asserted.
  *
- *   npm run bench:nbd -- [--quick] [--runs N] [--profile] [--dir BASE]
+ *   npm run bench:nbd -- [--quick] [--sizes 512,1024] [--runs N] [--profile | --no-profile]
+ *                        [--dir BASE]
  *
- *   --quick     128 MiB and fewer operations instead of 1 GiB
- *   --runs N    repetitions per measurement; the median is shown (default 3, quick 1)
- *   --profile   run the tidemark server under `node --cpu-prof` and summarise where its
- *               CPU time went
- *   --dir BASE  where images, the store and sockets go (default: the system temp dir)
+ *   --quick       one 128 MiB size and fewer operations instead of 512 MiB and 1 GiB
+ *   --sizes LIST  export sizes in MiB, comma-separated (default 512,1024; quick 128)
+ *   --runs N      repetitions per measurement; the median and the spread are shown
+ *                 (default 2, quick 1)
+ *   --profile     run the measured tidemark server itself under `node --cpu-prof`
+ *                 (its figures then include the profiler's cost) and summarise it
+ *   --no-profile  skip the short profile run that full runs end with
+ *   --profile-only  only the short profile run
+ *   --compare-with FILE  also run the tidemark server of another build (its dist/bench/nbd.js)
+ *                 in the same rounds, and show tidemark/base: a change measured against its
+ *                 starting point under the same noise
+ *
+ * Unless --no-profile or --profile is given, a full run ends with a separate short profile:
+ * a fresh tidemark server under `node --cpu-prof` takes one 128 MiB sequential write + flush
+ * and 20 000 4 KiB random writes at QD64, and the summary of where its CPU time went is
+ * printed. The table's figures are measured without the profiler.
  *
  * Internally `node dist/bench/nbd.js --serve STORE SOCKET VOLUME SIZE` is the tidemark
  * server process: an engine and an NbdServer, as `tidemark serve` runs them.
@@ -25,9 +37,9 @@ import { parseArgs } from 'node:util';
 import { Engine, type VolumeInfo } from '../src/engine/index.js';
 import { NbdServer, nbdUnixUri, type NbdBackend } from '../src/nbd/index.js';
 import { silentLogger } from '../src/util/log.js';
+import { instrumentWritePath, type WriteProfile } from './lib/instrument.js';
 
 const MiB = 1024 * 1024;
-const GiB = 1024 * MiB;
 const SELF = fileURLToPath(import.meta.url);
 
 // ---- server mode ------------------------------------------------------------------------
@@ -38,8 +50,12 @@ async function serve(store: string, socket: string, volume: string, size: number
   if (!engine.has(volume)) await engine.createVolume(volume, { size });
   const server = new NbdServer(engine, logger);
   await server.listenUnix(socket);
+  // Wall-time attribution of the engine's write path (bench/lib/instrument.ts), for the profile.
+  const traceFile = process.env.TIDEMARK_BENCH_TRACE;
+  const trace = traceFile ? instrumentWritePath() : undefined;
   const stop = async () => {
     await server.close();
+    if (trace) await fs.writeFile(traceFile!, JSON.stringify(trace.stop()));
     await engine.close();
     // A normal exit, so that --cpu-prof writes its profile.
     process.exit(0);
@@ -127,7 +143,7 @@ async function serveMemory(socket: string, volume: string, size: number): Promis
 
 // ---- orchestration ----------------------------------------------------------------------
 
-type TargetName = 'tidemark' | 'nbdkit' | 'qemu-nbd' | 'tidemark-ram' | 'nbdkit-memory';
+type TargetName = 'tidemark' | 'nbdkit' | 'qemu-nbd' | 'tidemark-ram' | 'nbdkit-memory' | 'tidemark-base';
 
 interface Target {
   name: TargetName;
@@ -170,11 +186,11 @@ function exec(command: string, args: string[]): Promise<{ stdout: string; ms: nu
 /** Starts a server and waits until its socket accepts connections. */
 const HAVE_SETPRIV = spawnSync('sh', ['-c', 'command -v setpriv'], { stdio: 'ignore' }).status === 0;
 
-async function startServer(name: TargetName, command: string, args: string[], socket: string): Promise<Target> {
+async function startServer(name: TargetName, command: string, args: string[], socket: string, env: Record<string, string> = {}): Promise<Target> {
   // Servers die with the benchmark even when it is killed (qemu-nbd has no option for that).
   const [cmd, argv] = HAVE_SETPRIV ? ['setpriv', ['--pdeathsig', 'TERM', command, ...args]] : [command, args];
   // The same thread pool size bin/tidemark gives the daemon.
-  const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'inherit'], env: { UV_THREADPOOL_SIZE: '16', ...process.env } });
+  const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'inherit'], env: { UV_THREADPOOL_SIZE: '16', ...process.env, ...env } });
   child.stdout!.resume();
   const volume = name.startsWith('tidemark') ? 'bench' : '';
   const uri = nbdUnixUri(volume, socket);
@@ -257,6 +273,11 @@ function category(node: ProfileNode): string {
   return 'other';
 }
 
+function functionKey(node: ProfileNode): string {
+  const where = node.callFrame.url ? `${node.callFrame.url.replace(/^.*\/(dist|\.before-dist|node_modules)\//, '')}:${node.callFrame.lineNumber + 1}` : '';
+  return `${node.callFrame.functionName || '(anonymous)'} ${where}`.trim();
+}
+
 async function summariseProfile(dir: string): Promise<string> {
   const files = (await fs.readdir(dir)).filter((f) => f.endsWith('.cpuprofile'));
   if (files.length === 0) return 'no CPU profile was written';
@@ -264,6 +285,8 @@ async function summariseProfile(dir: string): Promise<string> {
   const totalUs = profile.endTime - profile.startTime;
   const samples = profile.samples?.length ?? 0;
   const perSampleUs = samples > 0 ? totalUs / samples : 0;
+  const parents = new Map<number, ProfileNode>();
+  for (const node of profile.nodes) for (const child of node.children ?? []) parents.set(child, node);
   const byCategory = new Map<string, number>();
   const byFunction = new Map<string, number>();
   for (const node of profile.nodes) {
@@ -271,8 +294,7 @@ async function summariseProfile(dir: string): Promise<string> {
     if (hits === 0) continue;
     const cat = category(node);
     byCategory.set(cat, (byCategory.get(cat) ?? 0) + hits);
-    const where = node.callFrame.url ? `${node.callFrame.url.replace(/^.*\/(dist|node_modules)\//, '')}:${node.callFrame.lineNumber + 1}` : '';
-    const key = `${node.callFrame.functionName || '(anonymous)'} ${where}`.trim();
+    const key = functionKey(node);
     byFunction.set(key, (byFunction.get(key) ?? 0) + hits);
   }
   const busy = samples - (byCategory.get('idle (waiting for I/O)') ?? 0);
@@ -281,10 +303,28 @@ async function summariseProfile(dir: string): Promise<string> {
   for (const [cat, hits] of [...byCategory].sort((a, b) => b[1] - a[1])) {
     lines.push(`    ${cat.padEnd(32)} ${((100 * hits) / samples).toFixed(1).padStart(5)}%`);
   }
-  lines.push('  hottest functions, self time (share of busy samples):');
-  for (const [fn, hits] of [...byFunction].filter(([k]) => !k.startsWith('(idle)')).sort((a, b) => b[1] - a[1]).slice(0, 15)) {
+  lines.push('  hottest functions, self time (share of busy samples), with the callers of the top five:');
+  const hottest = [...byFunction].filter(([k]) => !k.startsWith('(idle)')).sort((a, b) => b[1] - a[1]).slice(0, 15);
+  hottest.forEach(([fn, hits], rank) => {
     lines.push(`    ${((100 * hits) / Math.max(1, busy)).toFixed(1).padStart(5)}%  ${fn}`);
-  }
+    if (rank >= 5) return;
+    // A native function (writeBuffer, writev) is only told apart by who called it: a file or a socket.
+    const callers = new Map<string, number>();
+    for (const node of profile.nodes) {
+      if ((node.hitCount ?? 0) === 0 || functionKey(node) !== fn) continue;
+      let parent = parents.get(node.id);
+      const chain: string[] = [];
+      while (parent && chain.length < 3) {
+        chain.push(functionKey(parent).replace(/ .*\//, ' '));
+        parent = parents.get(parent.id);
+      }
+      const key = chain.join(' < ') || '(root)';
+      callers.set(key, (callers.get(key) ?? 0) + node.hitCount!);
+    }
+    for (const [chain, n] of [...callers].sort((a, b) => b[1] - a[1]).slice(0, 3)) {
+      lines.push(`             ${((100 * n) / Math.max(1, hits)).toFixed(0).padStart(3)}% from ${chain}`);
+    }
+  });
   return lines.join('\n');
 }
 
@@ -307,7 +347,11 @@ async function main(): Promise<void> {
       quick: { type: 'boolean', default: false },
       runs: { type: 'string' },
       profile: { type: 'boolean', default: false },
+      'no-profile': { type: 'boolean', default: false },
+      'profile-only': { type: 'boolean', default: false },
+      sizes: { type: 'string' },
       dir: { type: 'string' },
+      'compare-with': { type: 'string' },
     },
     allowPositionals: true,
     strict: false,
@@ -333,151 +377,214 @@ async function main(): Promise<void> {
   }
   process.stdout.on('error', () => undefined); // a closed pipe (| head) must not skip the cleanup
   const quick = values.quick === true;
-  const size = quick ? 128 * MiB : GiB;
-  const runs = Number(values.runs ?? (quick ? 1 : 3));
-  const qd1Ops = quick ? 5_000 : 20_000;
-  const qd64Ops = quick ? 40_000 : 200_000;
+  const sizes = (typeof values.sizes === 'string' ? values.sizes.split(',').map(Number) : quick ? [128] : [512, 1024]).map((m) => m * MiB);
+  const runs = Number(values.runs ?? (quick ? 1 : 2));
   const base = typeof values.dir === 'string' ? values.dir : os.tmpdir();
   const dir = await fs.mkdtemp(path.join(base, 'tidemark-bench-nbd-'));
-  const profileDir = path.join(dir, 'profile');
-  const targets: Target[] = [];
+  const live: Target[] = [];
   const cleanup = async () => {
-    for (const t of targets) await stopServer(t);
+    for (const t of live) await stopServer(t);
     await fs.rm(dir, { recursive: true, force: true });
   };
   process.on('SIGINT', () => void cleanup().then(() => process.exit(130)));
+  const load = () => os.loadavg().map((l) => l.toFixed(1)).join(' ');
   try {
-    const source = path.join(dir, 'source.img');
-    await writeRandomFile(source, size);
-    for (const name of ['nbdkit.img', 'qemu.img']) {
-      const handle = await fs.open(path.join(dir, name), 'w');
-      await handle.truncate(size);
-      await handle.close();
-    }
-    const nodeArgs = values.profile ? [`--cpu-prof`, `--cpu-prof-dir=${profileDir}`] : [];
-    targets.push(
-      await startServer(
-        'tidemark',
-        process.execPath,
-        [...nodeArgs, SELF, '--serve', path.join(dir, 'store'), path.join(dir, 'tidemark.sock'), 'bench', String(size)],
-        path.join(dir, 'tidemark.sock'),
-      ),
-    );
-    targets.push(
-      await startServer('nbdkit', 'nbdkit', ['--foreground', '--exit-with-parent', '--unix', path.join(dir, 'nbdkit.sock'), 'file', `file=${path.join(dir, 'nbdkit.img')}`], path.join(dir, 'nbdkit.sock')),
-    );
-    targets.push(
-      await startServer(
-        'qemu-nbd',
-        'qemu-nbd',
-        ['--persistent', '--shared=16', '--format=raw', '--cache=writeback', '--aio=threads', '--discard=unmap', `--socket=${path.join(dir, 'qemu.sock')}`, path.join(dir, 'qemu.img')],
-        path.join(dir, 'qemu.sock'),
-      ),
-    );
-    // The protocol layers alone, over RAM: tidemark's NBD code against nbdkit's.
-    const overhead: Target[] = [
-      await startServer('tidemark-ram', process.execPath, [SELF, '--serve-memory', path.join(dir, 'ram.sock'), 'bench', String(size)], path.join(dir, 'ram.sock')),
-      await startServer('nbdkit-memory', 'nbdkit', ['--foreground', '--exit-with-parent', '--unix', path.join(dir, 'mem.sock'), 'memory', String(size)], path.join(dir, 'mem.sock')),
-    ];
-    targets.push(...overhead);
-
-    // A prime stride in 4 KiB units scatters qemu-img bench's otherwise sequential offsets
-    // over the whole export: a deterministic stand-in for random 4 KiB writes.
-    const stride = 4096 * 104_729;
-    const measurements: Measurement[] = [
-      {
-        id: 'write',
-        label: 'sequential write + flush (nbdcopy --flush, 1 conn)',
-        unit: 'MiB/s',
-        target: { peer: 'qemu-nbd', ratio: 0.9 },
-        run: async (t) => size / MiB / ((await exec('nbdcopy', ['--flush', '--connections=1', source, t.uri])).ms / 1000),
-      },
-      {
-        id: 'read',
-        label: 'sequential read (nbdcopy to null:, 1 conn)',
-        unit: 'MiB/s',
-        target: { peer: 'both', ratio: 1.0 },
-        run: async (t) => size / MiB / ((await exec('nbdcopy', ['--connections=1', t.uri, 'null:'])).ms / 1000),
-      },
-      {
-        id: 'read-qemu',
-        label: 'sequential read 256 KiB QD16 (qemu-img bench)',
-        unit: 'MiB/s',
-        target: { peer: 'both', ratio: 1.0 },
-        run: async (t) => {
-          const count = size / (256 * 1024);
-          const { stdout } = await exec('qemu-img', ['bench', '-f', 'raw', '-c', String(count), '-d', '16', '-s', '256K', t.uri]);
-          return size / MiB / benchSeconds(stdout);
-        },
-      },
-      {
-        id: 'rand-qd1',
-        label: '4 KiB random write QD1 (qemu-img bench)',
-        unit: 'IOPS',
-        run: async (t) => {
-          const { stdout } = await exec('qemu-img', ['bench', '-f', 'raw', '-w', '-c', String(qd1Ops), '-d', '1', '-s', '4K', '-S', String(stride), '--pattern=0xa5', t.uri]);
-          return qd1Ops / benchSeconds(stdout);
-        },
-      },
-      {
-        id: 'rand-qd64',
-        label: '4 KiB random write QD64 (qemu-img bench)',
-        unit: 'IOPS',
-        target: { peer: 'both', ratio: 0.8 },
-        run: async (t) => {
-          const { stdout } = await exec('qemu-img', ['bench', '-f', 'raw', '-w', '-c', String(qd64Ops), '-d', '64', '-s', '4K', '-S', String(stride), '--pattern=0x5a', t.uri]);
-          return qd64Ops / benchSeconds(stdout);
-        },
-      },
-    ];
-
-    const load = () => os.loadavg().map((l) => l.toFixed(1)).join(' ');
-    console.log(`NBD benchmark: ${quick ? 'quick, ' : ''}${size / MiB} MiB exports, ${runs} run(s) each, median shown; store and images in ${dir}`);
+    console.log(`NBD benchmark: ${sizes.map((s) => `${s / MiB} MiB`).join(' and ')} exports, ${runs} run(s) each, median and [min-max of the per-run ratios]; in ${dir}`);
     console.log(`  ${os.cpus().length} CPUs, load average ${load()} at start (other work on the machine skews every column alike)`);
-    const results = new Map<string, Map<string, number[]>>();
-    for (const m of measurements) {
-      const perTarget = new Map<string, number[]>();
-      results.set(m.id, perTarget);
-      for (let r = 0; r < runs; r++) {
-        // Servers take turns within a run, so drift over time hits all of them alike.
-        for (const t of targets) {
-          const value = await m.run(t);
-          perTarget.set(t.name, [...(perTarget.get(t.name) ?? []), value]);
-        }
-      }
-      const row = targets.map((t) => `${t.name} ${median(perTarget.get(t.name)!).toFixed(0)}`).join(', ');
-      console.log(`  ${m.label}: ${row} ${m.unit}`);
+    for (const size of values['profile-only'] === true ? [] : sizes) {
+      await measureSize({ dir: path.join(dir, String(size / MiB)), size, runs, quick, profile: values.profile === true, live, base: typeof values['compare-with'] === 'string' ? path.resolve(values['compare-with']) : undefined });
     }
-
-    const value = (id: string, name: string) => median(results.get(id)!.get(name)!);
-    const main: string[][] = [];
-    const layer: string[][] = [];
-    for (const m of measurements) {
-      const tide = value(m.id, 'tidemark');
-      const vsKit = tide / value(m.id, 'nbdkit');
-      const vsQemu = tide / value(m.id, 'qemu-nbd');
-      let target = '-';
-      if (m.target) {
-        const met = m.target.peer === 'qemu-nbd' ? vsQemu >= m.target.ratio : Math.min(vsKit, vsQemu) >= m.target.ratio;
-        target = `>= ${m.target.ratio.toFixed(1)}x ${m.target.peer === 'both' ? 'both' : 'qemu-nbd'}: ${met ? 'met' : 'MISSED'}`;
-      }
-      main.push([m.label, m.unit, tide.toFixed(0), value(m.id, 'nbdkit').toFixed(0), value(m.id, 'qemu-nbd').toFixed(0), `${vsKit.toFixed(2)}x`, `${vsQemu.toFixed(2)}x`, target]);
-      const ram = value(m.id, 'tidemark-ram');
-      const memory = value(m.id, 'nbdkit-memory');
-      layer.push([m.label, m.unit, ram.toFixed(0), memory.toFixed(0), `${(ram / memory).toFixed(2)}x`, `${(tide / ram).toFixed(2)}x`]);
+    if (values['profile-only'] === true || (!quick && values.profile !== true && values['no-profile'] !== true)) {
+      await shortProfile(path.join(dir, 'short-profile'), live);
     }
-    console.log(`  load average ${load()} at the end`);
-    console.log('');
-    printTable(['measurement', 'unit', 'tidemark', 'nbdkit', 'qemu-nbd', 't/nbdkit', 't/qemu-nbd', 'target'], main, [0, 1, 7]);
-    console.log('');
-    console.log('Protocol layers alone, over RAM (no journal, no image, no page cache):');
-    printTable(['measurement', 'unit', 'tidemark NBD/RAM', 'nbdkit memory', 'ratio', 'tidemark with engine/over RAM'], layer, [0, 1]);
-    console.log('');
-
-    for (const t of targets) await stopServer(t);
-    if (values.profile) console.log(await summariseProfile(profileDir));
   } finally {
     await cleanup();
+  }
+}
+
+interface SizeRun {
+  dir: string;
+  size: number;
+  runs: number;
+  quick: boolean;
+  profile: boolean;
+  /** Servers that are running, so that the caller's cleanup can stop them. */
+  live: Target[];
+  /** Another build's dist/bench/nbd.js: its tidemark server runs beside this one (--compare-with). */
+  base: string | undefined;
+}
+
+function tidemarkArgs(nodeArgs: string[], dir: string, size: number): string[] {
+  return [...nodeArgs, SELF, '--serve', path.join(dir, 'store'), path.join(dir, 'tidemark.sock'), 'bench', String(size)];
+}
+
+const STRIDE = 4096 * 104_729;
+
+function randomWrite(ops: number, depth: number, pattern: string): (t: Target) => Promise<number> {
+  // A prime stride in 4 KiB units scatters qemu-img bench's otherwise sequential offsets
+  // over the whole export: a deterministic stand-in for random 4 KiB writes.
+  return async (t) => {
+    const { stdout } = await exec('qemu-img', ['bench', '-f', 'raw', '-w', '-c', String(ops), '-d', String(depth), '-s', '4K', '-S', String(STRIDE), `--pattern=${pattern}`, t.uri]);
+    return ops / benchSeconds(stdout);
+  };
+}
+
+function sequentialWrite(source: string, size: number): (t: Target) => Promise<number> {
+  return async (t) => size / MiB / ((await exec('nbdcopy', ['--flush', '--connections=1', source, t.uri])).ms / 1000);
+}
+
+async function measureSize(opts: SizeRun): Promise<void> {
+  const { dir, size, runs, quick, live } = opts;
+  await fs.mkdir(dir, { recursive: true });
+  const profileDir = path.join(dir, 'profile');
+  const qd1Ops = quick ? 5_000 : 10_000;
+  const qd64Ops = quick ? 40_000 : 100_000;
+  const targets: Target[] = [];
+  const start = async (name: TargetName, command: string, args: string[], socket: string) => {
+    const t = await startServer(name, command, args, socket);
+    targets.push(t);
+    live.push(t);
+  };
+  const source = path.join(dir, 'source.img');
+  await writeRandomFile(source, size);
+  for (const name of ['nbdkit.img', 'qemu.img']) {
+    const handle = await fs.open(path.join(dir, name), 'w');
+    await handle.truncate(size);
+    await handle.close();
+  }
+  const nodeArgs = opts.profile ? [`--cpu-prof`, `--cpu-prof-dir=${profileDir}`] : [];
+  await start('tidemark', process.execPath, tidemarkArgs(nodeArgs, dir, size), path.join(dir, 'tidemark.sock'));
+  await start('nbdkit', 'nbdkit', ['--foreground', '--exit-with-parent', '--unix', path.join(dir, 'nbdkit.sock'), 'file', `file=${path.join(dir, 'nbdkit.img')}`], path.join(dir, 'nbdkit.sock'));
+  await start(
+    'qemu-nbd',
+    'qemu-nbd',
+    ['--persistent', '--shared=16', '--format=raw', '--cache=writeback', '--aio=threads', '--discard=unmap', `--socket=${path.join(dir, 'qemu.sock')}`, path.join(dir, 'qemu.img')],
+    path.join(dir, 'qemu.sock'),
+  );
+  // The protocol layers alone, over RAM: tidemark's NBD code against nbdkit's.
+  if (opts.base) {
+    await start('tidemark-base', process.execPath, [opts.base, '--serve', path.join(dir, 'store-base'), path.join(dir, 'base.sock'), 'bench', String(size)], path.join(dir, 'base.sock'));
+  }
+  await start('tidemark-ram', process.execPath, [SELF, '--serve-memory', path.join(dir, 'ram.sock'), 'bench', String(size)], path.join(dir, 'ram.sock'));
+  await start('nbdkit-memory', 'nbdkit', ['--foreground', '--exit-with-parent', '--unix', path.join(dir, 'mem.sock'), 'memory', String(size)], path.join(dir, 'mem.sock'));
+
+  const measurements: Measurement[] = [
+    {
+      id: 'write',
+      label: 'sequential write + flush (nbdcopy --flush, 1 conn)',
+      unit: 'MiB/s',
+      target: { peer: 'qemu-nbd', ratio: 0.9 },
+      run: sequentialWrite(source, size),
+    },
+    {
+      id: 'read',
+      label: 'sequential read (nbdcopy to null:, 1 conn)',
+      unit: 'MiB/s',
+      target: { peer: 'both', ratio: 1.0 },
+      run: async (t) => size / MiB / ((await exec('nbdcopy', ['--connections=1', t.uri, 'null:'])).ms / 1000),
+    },
+    {
+      id: 'read-qemu',
+      label: 'sequential read 256 KiB QD16 (qemu-img bench)',
+      unit: 'MiB/s',
+      target: { peer: 'both', ratio: 1.0 },
+      run: async (t) => {
+        const count = size / (256 * 1024);
+        const { stdout } = await exec('qemu-img', ['bench', '-f', 'raw', '-c', String(count), '-d', '16', '-s', '256K', t.uri]);
+        return size / MiB / benchSeconds(stdout);
+      },
+    },
+    { id: 'rand-qd1', label: '4 KiB random write QD1 (qemu-img bench)', unit: 'IOPS', run: randomWrite(qd1Ops, 1, '0xa5') },
+    { id: 'rand-qd64', label: '4 KiB random write QD64 (qemu-img bench)', unit: 'IOPS', target: { peer: 'both', ratio: 0.8 }, run: randomWrite(qd64Ops, 64, '0x5a') },
+  ];
+
+  const load = () => os.loadavg().map((l) => l.toFixed(1)).join(' ');
+  console.log('');
+  console.log(`${size / MiB} MiB exports (random writes: QD1 ${qd1Ops} ops, QD64 ${qd64Ops} ops), load average ${load()}`);
+  const results = new Map<string, Map<string, number[]>>();
+  for (const m of measurements) {
+    const perTarget = new Map<string, number[]>();
+    results.set(m.id, perTarget);
+    for (let r = 0; r < runs; r++) {
+      // Servers take turns within a run, so drift over time hits all of them alike.
+      for (const t of targets) {
+        // Dirty pages a previous server left (an image the page cache still holds) would be
+        // written back during the next one's FLUSH and charged to it: start each clean.
+        if (m.unit === 'IOPS' || m.id === 'write') await exec('sync', []);
+        const value = await m.run(t);
+        perTarget.set(t.name, [...(perTarget.get(t.name) ?? []), value]);
+      }
+    }
+    const row = targets.map((t) => `${t.name} ${perTarget.get(t.name)!.map((v) => v.toFixed(0)).join('/')}`).join(', ');
+    console.log(`  ${m.label}: ${row} ${m.unit}`);
+  }
+
+  const values = (id: string, name: string) => results.get(id)!.get(name)!;
+  const value = (id: string, name: string) => median(values(id, name));
+  // Ratios are taken per run (the servers ran side by side) and then summarised.
+  const ratio = (id: string, a: string, b: string) => {
+    const per = values(id, a).map((v, i) => v / values(id, b)[i]!);
+    const spread = per.length > 1 ? ` [${Math.min(...per).toFixed(2)}-${Math.max(...per).toFixed(2)}]` : '';
+    return { median: median(per), text: `${median(per).toFixed(2)}x${spread}` };
+  };
+  const mainRows: string[][] = [];
+  const layer: string[][] = [];
+  for (const m of measurements) {
+    const tide = value(m.id, 'tidemark');
+    const vsKit = ratio(m.id, 'tidemark', 'nbdkit');
+    const vsQemu = ratio(m.id, 'tidemark', 'qemu-nbd');
+    let target = '-';
+    if (m.target) {
+      const met = m.target.peer === 'qemu-nbd' ? vsQemu.median >= m.target.ratio : Math.min(vsKit.median, vsQemu.median) >= m.target.ratio;
+      target = `>= ${m.target.ratio.toFixed(1)}x ${m.target.peer === 'both' ? 'both' : 'qemu-nbd'}: ${met ? 'met' : 'MISSED'}`;
+    }
+    const vsBase = opts.base ? [value(m.id, 'tidemark-base').toFixed(0), ratio(m.id, 'tidemark', 'tidemark-base').text] : [];
+    mainRows.push([m.label, m.unit, tide.toFixed(0), value(m.id, 'nbdkit').toFixed(0), value(m.id, 'qemu-nbd').toFixed(0), vsKit.text, vsQemu.text, target, ...vsBase]);
+    const ram = value(m.id, 'tidemark-ram');
+    const memory = value(m.id, 'nbdkit-memory');
+    layer.push([m.label, m.unit, ram.toFixed(0), memory.toFixed(0), ratio(m.id, 'tidemark-ram', 'nbdkit-memory').text, ratio(m.id, 'tidemark', 'tidemark-ram').text]);
+  }
+  console.log(`  load average ${load()} at the end`);
+  console.log('');
+  printTable(['measurement', 'unit', 'tidemark', 'nbdkit', 'qemu-nbd', 't/nbdkit', 't/qemu-nbd', 'target', ...(opts.base ? ['base', 't/base'] : [])], mainRows, [0, 1, 7]);
+  console.log('');
+  console.log('Protocol layers alone, over RAM (no journal, no image, no page cache):');
+  printTable(['measurement', 'unit', 'tidemark NBD/RAM', 'nbdkit memory', 'ratio', 'tidemark with engine/over RAM'], layer, [0, 1]);
+
+  for (const t of targets) await stopServer(t);
+  await fs.rm(path.join(dir, 'store'), { recursive: true, force: true });
+  for (const name of ['nbdkit.img', 'qemu.img', 'source.img']) await fs.rm(path.join(dir, name), { force: true });
+  if (opts.profile) {
+    console.log('');
+    console.log(await summariseProfile(profileDir));
+  }
+}
+
+/** A fresh tidemark server under the profiler: one sequential write + flush and QD64 random writes. */
+async function shortProfile(dir: string, live: Target[]): Promise<void> {
+  const size = 128 * MiB;
+  await fs.mkdir(dir, { recursive: true });
+  const profileDir = path.join(dir, 'profile');
+  const source = path.join(dir, 'source.img');
+  await writeRandomFile(source, size);
+  const traceFile = path.join(dir, 'trace.json');
+  const t = await startServer('tidemark', process.execPath, tidemarkArgs([`--cpu-prof`, `--cpu-prof-dir=${profileDir}`], dir, size), path.join(dir, 'tidemark.sock'), {
+    TIDEMARK_BENCH_TRACE: traceFile,
+  });
+  live.push(t);
+  const write = await sequentialWrite(source, size)(t);
+  const qd64 = await randomWrite(20_000, 64, '0x5a')(t);
+  await stopServer(t);
+  console.log('');
+  console.log(`Short profile (separate run under --cpu-prof, ${size / MiB} MiB sequential write + flush at ${write.toFixed(0)} MiB/s, 20000 4 KiB random writes QD64 at ${qd64.toFixed(0)} IOPS):`);
+  console.log(await summariseProfile(profileDir));
+  const trace = JSON.parse(await fs.readFile(traceFile, 'utf8').catch(() => '{}')) as Partial<WriteProfile>;
+  if (trace.ms) {
+    const ops = trace.batchOps ?? [];
+    console.log(`  engine write path, wall time by part (own ms, calls; "background" overlaps the rest), ${ops.length} batches, ${(ops.reduce((a, b) => a + b, 0) / Math.max(1, ops.length)).toFixed(1)} ops per batch:`);
+    for (const [key, ms] of Object.entries(trace.ms).sort((a, b) => b[1] - a[1])) {
+      console.log(`    ${key.padEnd(18)} ${ms.toFixed(0).padStart(7)} ms  ${String(trace.calls?.[key] ?? 0).padStart(6)} calls`);
+    }
   }
 }
 

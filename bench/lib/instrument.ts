@@ -4,6 +4,7 @@ import { RecordType, encodeRecord, encodedSize, type JournalRecord } from '../..
 import { ImageApplier } from '../../src/engine/applier.js';
 import { WriteBatcher } from '../../src/engine/batcher.js';
 import { Volume } from '../../src/engine/volume.js';
+import { CheckpointWriter } from '../../src/engine/checkpoint.js';
 import { crc32c } from '../../src/util/crc32c.js';
 import { MiB } from './harness.js';
 
@@ -21,6 +22,8 @@ import { MiB } from './harness.js';
  *   checkpoint   writeCheckpoint: drain, image fdatasync, checkpoint file
  *   background       applyPending: image writes, overlapped with the batches
  *   background sync  journal syncs the applier starts itself, also overlapped
+ *   room wait    writers held back because too much waits for the image (inside apply)
+ *   checkpoint persist  image fdatasync and checkpoint file of upkeep, beside the writes
  */
 export interface WriteProfile {
   /** Own milliseconds per key. */
@@ -70,6 +73,8 @@ export function instrumentWritePath(): { stop: () => WriteProfile } {
   wrap(Journal.prototype, 'append', 'append');
   wrap(Journal.prototype, 'roll', 'roll');
   wrap(Journal.prototype, 'sync', 'sync');
+  wrap(ImageApplier.prototype, 'waitForRoom', 'room wait');
+  wrap(CheckpointWriter.prototype, 'persist', 'checkpoint persist', { background: true });
   return {
     stop: () => {
       for (const fn of undo.reverse()) fn();
