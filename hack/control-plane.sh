@@ -23,19 +23,9 @@ usage() {
   echo "usage: bash hack/control-plane.sh up|down|kubeconfig|env|status [--dir DIR]" >&2
 }
 
-cmd="${1:-}"
-[ "$#" -eq 0 ] || shift
-dir="${TIDEMARK_CP_DIR:-/tmp/tidemark-cp}"
-while [ "$#" -gt 0 ]; do
-  case "$1" in
-    --dir) [ "$#" -ge 2 ] || die "--dir needs a value"; dir="$2"; shift 2 ;;
-    --dir=*) dir="${1#--dir=}"; shift ;;
-    -h | --help) usage; exit 0 ;;
-    *) usage; die "unknown argument '$1'" ;;
-  esac
-done
-[ -n "$dir" ] || die "empty state directory"
-case "$dir" in /*) ;; *) dir="$PWD/$dir" ;; esac # pids and kubeconfig paths must survive a cd
+# shellcheck source-path=SCRIPTDIR source=lib/processes.sh
+. "$here/lib/processes.sh"
+parse_command_and_dir "${TIDEMARK_CP_DIR:-/tmp/tidemark-cp}" "$@"
 
 pki="$dir/pki"
 kubeconfig="$dir/admin.kubeconfig"
@@ -53,9 +43,6 @@ t_start=$SECONDS
 since() { echo "$((SECONDS - t_start)) s"; }
 
 # ---- processes (hack/lib/processes.sh: pid files, alive, start_process, wait_for, free_port)
-
-# shellcheck source-path=SCRIPTDIR source=lib/processes.sh
-. "$here/lib/processes.sh"
 
 start() { # name args...: a component from the build cache
   local name="$1"; shift

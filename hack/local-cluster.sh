@@ -43,19 +43,9 @@ usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '/^set -euo/d' -e 's/^# \{0,1\}/
 t_start=$SECONDS
 since() { printf '%3d s' "$((SECONDS - t_start))"; }
 
-cmd="${1:-}"
-[ "$#" -eq 0 ] || shift
-dir="${TIDEMARK_LOCAL_DIR:-/tmp/tidemark-local}"
-while [ "$#" -gt 0 ]; do
-  case "$1" in
-    --dir) [ "$#" -ge 2 ] || die "--dir needs a value"; dir="$2"; shift 2 ;;
-    --dir=*) dir="${1#--dir=}"; shift ;;
-    -h | --help) usage; exit 0 ;;
-    *) usage; die "unknown argument '$1'" ;;
-  esac
-done
-[ -n "$dir" ] || die "empty state directory"
-case "$dir" in /*) ;; *) dir="$PWD/$dir" ;; esac
+# shellcheck source-path=SCRIPTDIR source=lib/processes.sh
+. "$here/lib/processes.sh"
+parse_command_and_dir "${TIDEMARK_LOCAL_DIR:-/tmp/tidemark-local}" "$@"
 dir="${dir%/}"
 
 node="${TIDEMARK_LOCAL_NODE:-tidemark-local}"
@@ -98,8 +88,6 @@ ctr_() { ctr --address "$ctrd_sock" -n k8s.io "$@"; }
 
 # ---- processes (hack/lib/processes.sh: pid files, alive, start_process, wait_for, free_port)
 
-# shellcheck source-path=SCRIPTDIR source=lib/processes.sh
-. "$here/lib/processes.sh"
 start() { start_process "$@"; } # name binary args...
 
 stop_pid() { # description pid: TERM, up to 10 s, then KILL

@@ -1,11 +1,33 @@
 # shellcheck shell=bash disable=SC2154 # dir and die are the caller's
 # Process handling shared by hack/control-plane.sh and hack/local-cluster.sh. Sourced, not run.
-# The caller defines `dir` (the state directory: pids/NAME.pid and logs/NAME.log live there)
-# and `die MESSAGE`.
+# The caller defines `die MESSAGE` and `usage`; `dir` (the state directory: pids/NAME.pid and
+# logs/NAME.log live there) comes from parse_command_and_dir.
 #
 # The rule both scripts keep: a pid file per process, and a recorded pid is trusted only while
 # /proc/PID/cmdline still names the component (pids get reused after a reboot or a crash, and
 # `down` must never signal some unrelated process).
+
+# The command and the `--dir DIR` option both scripts take: sets `cmd`, and `dir` (DEFAULT
+# unless --dir is given; made absolute, since pid and kubeconfig paths must survive a cd).
+# Calls the script's own `usage` and `die`.
+# shellcheck disable=SC2034 # cmd and dir are the caller's
+parse_command_and_dir() { # default args...
+  local default="$1"
+  shift
+  cmd="${1:-}"
+  [ "$#" -eq 0 ] || shift
+  dir="$default"
+  while [ "$#" -gt 0 ]; do
+    case "$1" in
+      --dir) [ "$#" -ge 2 ] || die "--dir needs a value"; dir="$2"; shift 2 ;;
+      --dir=*) dir="${1#--dir=}"; shift ;;
+      -h | --help) usage; exit 0 ;;
+      *) usage; die "unknown argument '$1'" ;;
+    esac
+  done
+  [ -n "$dir" ] || die "empty state directory"
+  case "$dir" in /*) ;; *) dir="$PWD/$dir" ;; esac
+}
 
 pid_of() { cat "$dir/pids/$1.pid" 2>/dev/null || true; }
 

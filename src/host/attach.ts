@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, openSync, closeSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { TidemarkError, classifyError } from '../util/errors.js';
 import { PRIVATE_FILE_MODE, makePrivateDir, writeFileAtomic } from '../util/files.js';
 import type { Logger } from '../util/log.js';
@@ -52,8 +53,6 @@ export interface AttacherOptions {
 
 /** How often the daemon notes that it is alive, to tell later how long it was away. */
 const HEARTBEAT_MS = 5000;
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 function alive(pid: number | undefined): boolean {
   if (pid === undefined) return false;

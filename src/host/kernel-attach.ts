@@ -1,5 +1,6 @@
 import * as fs from 'node:fs/promises';
 import * as net from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { TidemarkError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import { KernelNbd } from './kernel-nbd.js';
@@ -27,8 +28,6 @@ export interface KernelDevice {
 
 export const BLOCK_SIZE = 4096;
 const RECONNECT_ATTEMPTS = 20;
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /**
  * The kernel nbd path: the daemon makes a socketpair, serves the volume on one end and hands
@@ -124,7 +123,7 @@ export class KernelAttacher {
     if (status?.connected) await this.kernel.disconnect(device.index);
     const session = this.sessions.get(volume);
     // The volume stays held until the server's end closes; deleting it right after must work.
-    if (session) await Promise.race([session.closed, sleep(10_000)]);
+    if (session) await Promise.race([session.closed, sleep(10_000, undefined, { ref: false })]);
     this.sessions.delete(volume);
   }
 
