@@ -16,7 +16,13 @@ import { ModelVolume, covers, differingRanges, firstDifference, patternBytes, ty
  * failure as found, which is quicker to read than waiting for shrinking.
  */
 const RUNS = Number(process.env.TIDEMARK_PROPERTY_RUNS ?? 100);
-const SEED = process.env.TIDEMARK_PROPERTY_SEED === undefined ? undefined : Number(process.env.TIDEMARK_PROPERTY_SEED);
+// Chosen here rather than by fast-check so that a run that hangs, or a search cut short by
+// the time limit, can still name the seed that replays it.
+const SEED = process.env.TIDEMARK_PROPERTY_SEED === undefined ? (Date.now() ^ (Math.random() * 0x7fffffff)) | 0 : Number(process.env.TIDEMARK_PROPERTY_SEED);
+/** One command sequence takes well under a second; a run this long is hung, and says at which step. */
+const RUN_DEADLINE_MS = Number(process.env.TIDEMARK_PROPERTY_RUN_DEADLINE_MS ?? 60_000);
+/** Searching and shrinking stop here, leaving time for the report before jest's timeout. */
+const TOTAL_MS = 780_000;
 const MAX_VOLUMES = 4;
 const MAX_WRITE = 16 * 1024;
 /** What the runs exercised, printed with TIDEMARK_PROPERTY_STATS=1 to judge the generators. */
@@ -173,7 +179,11 @@ class Run {
 
   /** Records of the next step must carry a later millisecond than everything observed so far. */
   private async nextMillisecond(): Promise<void> {
-    while (Date.now() <= this.lastObserved) await new Promise((resolve) => setImmediate(resolve));
+    while (Date.now() <= this.lastObserved) {
+      // Waiting out a clock stepped back by NTP could take hours; say so instead.
+      if (Date.now() < this.lastObserved - 1000) throw new Error(`the system clock went back ${this.lastObserved - Date.now()} ms during the run; record times cannot be compared with the model's`);
+      await new Promise((resolve) => setImmediate(resolve));
+    }
   }
 
   async step(cmd: Cmd): Promise<void> {
@@ -687,6 +697,22 @@ function expectSamePoint(v: ModelVolume, source: RestoreRequest['source'], point
   expect(v.entries.filter((entry) => entry.sequence > low && entry.sequence <= high)).toEqual([]);
 }
 
+/** Rejects with `why()` when `work` has not settled within `ms`; the timer never holds the process. */
+async function withDeadline<T>(work: Promise<T>, ms: number, why: () => string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(why())), ms);
+    timer.unref();
+  });
+  try {
+    return await Promise.race([work, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+let reported = false;
+
 describe('engine against the reference model', () => {
   it(`agrees after every step of ${RUNS} random command sequences`, async () => {
     await fc.assert(
@@ -696,19 +722,38 @@ describe('engine against the reference model', () => {
         try {
           await run.open();
           run.trace.push(`store segmentSize=${config.segmentSize ?? 'default'} retention=${config.retentionKiB ?? 'none'} KiB`);
-          for (const cmd of [first, ...cmds]) await run.step(cmd);
-          const swept = performance.now();
-          await run.sweep();
-          if (process.env.TIDEMARK_PROPERTY_STATS) stats.set('ms sweep', (stats.get('ms sweep') ?? 0) + Math.round(performance.now() - swept));
+          await withDeadline(
+            (async () => {
+              for (const cmd of [first, ...cmds]) await run.step(cmd);
+              const swept = performance.now();
+              run.trace.push('sweep');
+              await run.sweep();
+              if (process.env.TIDEMARK_PROPERTY_STATS) stats.set('ms sweep', (stats.get('ms sweep') ?? 0) + Math.round(performance.now() - swept));
+            })(),
+            RUN_DEADLINE_MS,
+            () => `hung: no progress for ${RUN_DEADLINE_MS} ms in the last step below`,
+          );
         } catch (err) {
           const message = err instanceof Error ? err.message : String(err);
-          throw new Error(`${message}\n--- steps ---\n${run.trace.join('\n')}`);
+          const report = `${message}\n--- steps ---\n${run.trace.join('\n')}`;
+          // Straight to stderr: if shrinking outlasts the time limit, the first failure is still on record.
+          if (!reported) process.stderr.write(`property test: first failure, replay with TIDEMARK_PROPERTY_SEED=${SEED} TIDEMARK_PROPERTY_NO_SHRINK=1\n${report}\n`);
+          reported = true;
+          throw new Error(report);
         } finally {
-          await run.engine?.close().catch(() => undefined);
+          // A hung engine may never close; the store is removed either way.
+          await withDeadline(run.engine?.close() ?? Promise.resolve(), 5_000, () => 'close hung').catch(() => undefined);
           await fs.rm(store, { recursive: true, force: true });
         }
       }),
-      { numRuns: RUNS, seed: SEED, path: process.env.TIDEMARK_PROPERTY_PATH, endOnFailure: process.env.TIDEMARK_PROPERTY_NO_SHRINK === '1' },
+      {
+        numRuns: RUNS,
+        seed: SEED,
+        path: process.env.TIDEMARK_PROPERTY_PATH,
+        endOnFailure: process.env.TIDEMARK_PROPERTY_NO_SHRINK === '1',
+        interruptAfterTimeLimit: TOTAL_MS,
+        markInterruptAsFailure: true,
+      },
     );
     if (process.env.TIDEMARK_PROPERTY_STATS) console.log([...stats].sort().map(([k, n]) => `${k}: ${n}`).join('\n'));
   }, 900_000);
