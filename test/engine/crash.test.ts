@@ -614,6 +614,14 @@ function coverageShortfalls(stats: Stats): string[] {
   return shortfalls;
 }
 
+/** A failure's first line and the kill that preceded it, cut short. */
+function headline(failure: string): string {
+  const first = failure.split('\n', 1)[0]!;
+  const killed = /"killed":"([^"]*)"/.exec(failure)?.[1];
+  const cut = first.length > 400 ? `${first.slice(0, 400)}…` : first;
+  return killed ? `${cut} [killed ${killed}]` : cut;
+}
+
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.floor(sorted.length / 2)] ?? 0;
@@ -673,7 +681,9 @@ describe('engine crash recovery under SIGKILL', () => {
         `(${stats.inFlightMarkersRecovered} from flight), restores ${stats.restores}, expired ${stats.expiredMarkers}, rewinds ${stats.rewinds}\n` +
         `  ops beyond the durable point: median ${median(gaps)}, max ${gaps[gaps.length - 1] ?? 0}, zero in ${gaps.filter((g) => g === 0).length} volumes`,
     );
-    expect(failures).toEqual([]);
+    for (const failure of failures) process.stderr.write(`crash test failure, in full:\n${failure}\n`);
+    // The headline first and short: a log viewer that keeps only the tail still shows why.
+    expect(failures.map(headline)).toEqual([]);
     if (TRIALS >= COVERAGE_TRIALS) expect(coverageShortfalls(stats)).toEqual([]);
   }, 30 * 60_000);
 });
