@@ -1,7 +1,8 @@
 import type * as fs from 'node:fs/promises';
 import { TidemarkError, classifyError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
-import { applyToImage, overlapping } from './image.js';
+import { applyToImage, punches } from './image.js';
+import { imageWriter } from './image-writer.js';
 import type { Held } from './lock.js';
 import { PendingWrites } from './pending.js';
 import type { JournalRecord } from './record.js';
@@ -14,8 +15,6 @@ const SYNC_AFTER_MS = 20;
 const MAX_PENDING_BYTES = 128 * 1024 * 1024;
 /** Payload the applier writes to the image per round. */
 const APPLY_BYTES = 8 * 1024 * 1024;
-/** Image writes the applier has in flight at once. */
-const APPLY_PARALLEL = 8;
 /** First and longest wait before the applier tries the image again after a full disk. */
 const STALL_RETRY_MIN_MS = 100;
 const STALL_RETRY_MAX_MS = 5000;
@@ -132,23 +131,20 @@ export class ImageApplier {
     }
   }
 
-  /** Writes records to the image; returns the first error, once no write is in flight any more. */
+  /**
+   * Writes records to the image, in order; returns the first error. Data and short zero
+   * runs go to the image writer's thread in one batch; long zero runs punch holes here.
+   */
   private async writeToImage(records: JournalRecord[]): Promise<unknown> {
     try {
-      if (overlapping(records)) {
-        for (const record of records) await applyToImage(this.image, this.imagePath, record);
-        return undefined;
+      let from = 0;
+      for (let i = 0; i <= records.length; i++) {
+        if (i < records.length && !punches(records[i]!)) continue;
+        if (i > from) await imageWriter.write(this.image.fd, records.slice(from, i));
+        if (i < records.length) await applyToImage(this.image, this.imagePath, records[i]!);
+        from = i + 1;
       }
-      // A few at a time: the thread pool is shared, and a journal append queued behind
-      // thousands of image writes would hold every writer's acknowledgement back.
-      let next = 0;
-      const worker = async () => {
-        while (next < records.length) await applyToImage(this.image, this.imagePath, records[next++]!);
-      };
-      // Every worker is waited for: one still writing after a retry had begun could put an
-      // older record's bytes over a newer one's.
-      const outcomes = await Promise.allSettled(Array.from({ length: Math.min(APPLY_PARALLEL, records.length) }, worker));
-      return outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected')?.reason;
+      return undefined;
     } catch (err) {
       return err;
     }

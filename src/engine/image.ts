@@ -2,7 +2,7 @@ import * as fs from 'node:fs/promises';
 import { outOfRange } from '../util/errors.js';
 import { punchHole, writeFully } from '../util/files.js';
 import { formatSize } from '../util/sizes.js';
-import { RecordType, recordExtent, type JournalRecord } from './record.js';
+import { RecordType, type JournalRecord } from './record.js';
 
 /** The raw volume, a sparse file in the volume's directory. */
 export const IMAGE_FILE = 'image';
@@ -18,7 +18,7 @@ export async function applyToImage(image: fs.FileHandle, imagePath: string, reco
       return;
     case RecordType.Zero:
     case RecordType.Trim:
-      if (record.length >= PUNCH_THRESHOLD) {
+      if (punches(record)) {
         await punchHole(imagePath, record.offset, record.length);
       } else {
         await writeFully(image, ZEROS.subarray(0, record.length), record.offset);
@@ -29,16 +29,9 @@ export async function applyToImage(image: fs.FileHandle, imagePath: string, reco
   }
 }
 
-/** Whether any two records change overlapping bytes (then their order in the image matters). */
-export function overlapping(records: readonly JournalRecord[]): boolean {
-  const spans = records
-    .map(recordExtent)
-    .filter((e) => e.length > 0)
-    .sort((a, b) => a.offset - b.offset);
-  for (let i = 1; i < spans.length; i++) {
-    if (spans[i]!.offset < spans[i - 1]!.offset + spans[i - 1]!.length) return true;
-  }
-  return false;
+/** Whether the record frees its range with a hole rather than writing zeros. */
+export function punches(record: JournalRecord): boolean {
+  return (record.type === RecordType.Zero || record.type === RecordType.Trim) && record.length >= PUNCH_THRESHOLD;
 }
 
 /**

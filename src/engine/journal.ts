@@ -309,7 +309,8 @@ export class Journal {
         bytes += encodedSize(bodies[j]!);
         j++;
       }
-      const buffer = Buffer.allocUnsafe(bytes);
+      // Shared memory, so that the image writer's thread can write payloads from it uncopied.
+      const buffer = Buffer.from(new SharedArrayBuffer(bytes));
       // Encoding (copy + CRC32C) runs here while earlier pieces are being written by the
       // thread pool, so the two overlap instead of adding up.
       const writes: Promise<void>[] = [];
