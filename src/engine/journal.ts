@@ -7,6 +7,8 @@ import type { Logger } from '../util/log.js';
 import { systemClock, type Clock } from '../util/time.js';
 import {
   HEADER_SIZE,
+  MAGIC_OFFSET,
+  RECORD_MAGIC,
   RecordType,
   WRITE_PAYLOAD_OFFSET,
   decodeRecord,
@@ -29,6 +31,16 @@ export interface SegmentSummary {
 
 interface Segment extends SegmentSummary {
   file: string;
+  /** Damaged records below the checkpoint that start-up stepped over, in file order. */
+  damage?: DamagedRun[];
+}
+
+/** Records [first, last] at byte `at` of a segment are damaged; intact ones go on at `resumeAt`. */
+interface DamagedRun {
+  at: number;
+  resumeAt: number;
+  first: number;
+  last: number;
 }
 
 export interface RecoveryReport {
@@ -41,9 +53,9 @@ export interface RecoveryReport {
   /** Whole segment files removed because they followed the cut. */
   droppedSegments: number;
   /**
-   * Records at or below the checkpoint whose data failed its CRC: the image already holds
-   * them, so they are kept in place rather than cut (which would renumber later history);
-   * a restore that needs one fails, naming it.
+   * Records at or below the checkpoint that are damaged: the image already holds them, so
+   * they are stepped over and kept in place rather than cut with everything after them; a
+   * restore that needs one fails, naming it.
    */
   damagedBelowCheckpoint?: number[];
   /** The largest read buffer the scan needed: its memory, whatever the journal's length. */
@@ -57,6 +69,8 @@ const INLINE_WRITE_BYTES = 64 * 1024;
 const WRITE_PIECE_BYTES = 2 * 1024 * 1024;
 /** Bytes read at once while start-up replays a segment. */
 const REPLAY_READ_BYTES = 4 * 1024 * 1024;
+/** Bytes searched at once for the next record after damage. */
+const RESYNC_WINDOW_BYTES = 1024 * 1024;
 const segmentName = (firstSequence: number) => `${firstSequence.toString(16).padStart(16, '0')}${SEGMENT_SUFFIX}`;
 
 /**
@@ -199,15 +213,23 @@ export class Journal {
         const header = parseHeader(bytes);
         if (header.ok) bytes = await reader.view(at, HEADER_SIZE + header.payloadLength);
         const decoded = decodeRecord(bytes);
-        if (!decoded.ok && decoded.reason === 'crc mismatch' && header.ok && header.sequence === segment.lastSequence + 1 && header.sequence <= checkpoint) {
-          // Damage, not a torn tail: this record was in the image when the checkpoint was taken.
-          (report.damagedBelowCheckpoint ??= []).push(header.sequence);
-          if (segment.firstTime === 0) segment.firstTime = header.time;
-          segment.lastSequence = header.sequence;
-          segment.lastTime = header.time;
-          this.lastTime = Math.max(this.lastTime, header.time);
-          at += HEADER_SIZE + header.payloadLength;
-          continue;
+        const due = segment.lastSequence + 1;
+        if (!decoded.ok && due <= checkpoint) {
+          // Damage, not a torn tail: the image held this record when the checkpoint was
+          // taken. Step over it to the next intact record, as long as every record stepped
+          // over is below the checkpoint too; cutting here would drop the history after it.
+          const intactHeader = header.ok && header.sequence === due ? header.payloadLength : undefined;
+          const next = await recordAfterDamage(reader, at, intactHeader, due, checkpoint);
+          if (next) {
+            for (let sequence = due; sequence < next.sequence; sequence++) (report.damagedBelowCheckpoint ??= []).push(sequence);
+            // A record whose header holds up (only its data is damaged) stays readable by
+            // header, and a restore that needs its data fails on the CRC. Anything else is
+            // stepped over by position, and a restore that reaches it fails there.
+            if (!next.byHeader && next.sequence > due) (segment.damage ??= []).push({ at, resumeAt: next.at, first: due, last: next.sequence - 1 });
+            segment.lastSequence = next.sequence - 1;
+            at = next.at;
+            continue;
+          }
         }
         const reason = !decoded.ok
           ? decoded.reason
@@ -271,9 +293,15 @@ export class Journal {
     return this.segments.reduce((sum, s) => sum + s.size, 0);
   }
 
-  /** Closed segments, for the checkpoint. */
+  /**
+   * Closed segments, for the checkpoint. One with damage is left out, so that every start
+   * reads it again and learns where its intact records resume.
+   */
   summaries(): SegmentSummary[] {
-    return this.segments.slice(0, -1).map(({ file: _file, ...summary }) => summary);
+    return this.segments
+      .slice(0, -1)
+      .filter((segment) => !segment.damage)
+      .map(({ file: _file, damage: _damage, ...summary }) => summary);
   }
 
   segmentList(): readonly SegmentSummary[] {
@@ -450,6 +478,11 @@ export class Journal {
       let at = 0;
       const end = segment.size;
       while (at < end) {
+        const damaged = segment.damage?.find((d) => d.at === at);
+        if (damaged) {
+          at = stepOver(damaged, segment, from, to);
+          continue;
+        }
         await readFully(handle, header, at);
         const parsed = parseHeader(header);
         if (!parsed.ok) throw classifyError(new Error(`journal damaged at ${segment.file}:${at}: ${parsed.reason}`), 'reading the journal');
@@ -493,6 +526,11 @@ export class Journal {
       await readFully(handle, bytes, 0);
       let at = 0;
       while (at < bytes.length) {
+        const damaged = segment.damage?.find((d) => d.at === at);
+        if (damaged) {
+          at = stepOver(damaged, segment, from, to);
+          continue;
+        }
         const decoded = decodeRecord(bytes.subarray(at));
         if (!decoded.ok) throw classifyError(new Error(`journal damaged at ${segment.file}:${at}: ${decoded.reason}`), 'reading the journal');
         at += HEADER_SIZE + bytes.readUInt32LE(at + 4);
@@ -599,6 +637,17 @@ export class Journal {
   }
 }
 
+/** Where reading goes on past damage, unless the damaged records are among those wanted. */
+function stepOver(damaged: DamagedRun, segment: Segment, from: number, to: number): number {
+  if (damaged.last >= from && damaged.first <= to) {
+    throw new TidemarkError(
+      'INTERNAL',
+      `journal records ${damaged.first} to ${damaged.last} in ${path.basename(segment.file)} are damaged (found at start-up, below the checkpoint)`,
+    );
+  }
+  return damaged.resumeAt;
+}
+
 /**
  * Checks that a read of [from, to] sees every sequence number once, in order: a record freed
  * while a restore was reading must fail the restore, never silently drop out of the data.
@@ -677,6 +726,52 @@ class SegmentReader {
   async close(): Promise<void> {
     await this.handle.close();
   }
+}
+
+/**
+ * Where the intact records go on after damage at `at`: the end of the segment or a record
+ * with a valid CRC whose sequence lies in [due, checkpoint + 1], so that every record skipped
+ * is one the image already holds. The length in a header that looks intact (`payloadLength`)
+ * is tried first (`byHeader`); only when it leads nowhere is the rest of the segment searched
+ * for a record's magic. Undefined when neither finds one.
+ */
+async function recordAfterDamage(
+  reader: SegmentReader,
+  at: number,
+  payloadLength: number | undefined,
+  due: number,
+  checkpoint: number,
+): Promise<{ at: number; sequence: number; byHeader: boolean } | undefined> {
+  const fits = (sequence: number) => sequence >= due && sequence <= checkpoint + 1;
+  if (payloadLength !== undefined && fits(due + 1)) {
+    const end = at + HEADER_SIZE + payloadLength;
+    if (end === reader.size || (await intactRecordAt(reader, end)) === due + 1) return { at: end, sequence: due + 1, byHeader: true };
+  }
+  const magic = Buffer.alloc(4);
+  magic.writeUInt32LE(RECORD_MAGIC);
+  let from = at + 1;
+  while (from + HEADER_SIZE <= reader.size) {
+    const window = await reader.view(from + MAGIC_OFFSET, RESYNC_WINDOW_BYTES);
+    const hit = window.indexOf(magic);
+    if (hit < 0) {
+      from += Math.max(1, window.length - magic.length + 1);
+      continue;
+    }
+    const candidate = from + hit;
+    const sequence = await intactRecordAt(reader, candidate);
+    if (sequence !== undefined && fits(sequence)) return { at: candidate, sequence, byHeader: false };
+    from = candidate + 1;
+  }
+  return undefined;
+}
+
+/** The sequence of the record at `at` when it is whole and its CRC holds. */
+async function intactRecordAt(reader: SegmentReader, at: number): Promise<number | undefined> {
+  if (at + HEADER_SIZE > reader.size) return undefined;
+  const header = parseHeader(await reader.view(at, HEADER_SIZE));
+  if (!header.ok || at + HEADER_SIZE + header.payloadLength > reader.size) return undefined;
+  const decoded = decodeRecord(await reader.view(at, HEADER_SIZE + header.payloadLength));
+  return decoded.ok ? decoded.record.sequence : undefined;
 }
 
 async function truncate(file: string, size: number): Promise<void> {

@@ -10,7 +10,8 @@ import { crc32c } from '../util/crc32c.js';
  *        9    1 flags (reserved, zero)
  *       10    2 reserved, zero
  *       12    4 magic 0x54444d4b, little-endian like every field: the bytes on disk read
- *                "KMDT" (4b 4d 44 54); it makes resynchronisation attempts pointless
+ *                "KMDT" (4b 4d 44 54); start-up searches for it to find the next
+ *                record after damage below the checkpoint
  *       16    8 sequence number, dense and increasing within a volume
  *       24    8 time, milliseconds since the epoch, never decreasing within a volume
  *       32    … payload
@@ -19,6 +20,8 @@ export const HEADER_SIZE = 32;
 /** Where a Write record's data starts, from the start of the record: header, then the offset. */
 export const WRITE_PAYLOAD_OFFSET = HEADER_SIZE + 8;
 export const RECORD_MAGIC = 0x54444d4b;
+/** Where the magic lies in a record's header. */
+export const MAGIC_OFFSET = 12;
 /** Upper bound on one record's payload; larger writes are split into several records. */
 export const MAX_RECORD_PAYLOAD = 8 * 1024 * 1024;
 
@@ -128,7 +131,7 @@ export type HeaderCheck =
 /** Checks the fixed part of a header; the CRC needs the payload and is checked by `decodeRecord`. */
 export function parseHeader(header: Buffer): HeaderCheck {
   if (header.length < HEADER_SIZE) return { ok: false, reason: 'short header' };
-  if (header.readUInt32LE(12) !== RECORD_MAGIC) return { ok: false, reason: 'bad magic' };
+  if (header.readUInt32LE(MAGIC_OFFSET) !== RECORD_MAGIC) return { ok: false, reason: 'bad magic' };
   const type = header.readUInt8(8);
   if (!(type in RecordType)) return { ok: false, reason: `unknown record type ${type}` };
   const payloadLength = header.readUInt32LE(4);
