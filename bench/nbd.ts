@@ -421,10 +421,18 @@ function tidemarkArgs(nodeArgs: string[], dir: string, size: number): string[] {
 const STRIDE = 4096 * 104_729;
 
 function randomWrite(ops: number, depth: number, pattern: string): (t: Target) => Promise<number> {
+  return random(['-w', `--pattern=${pattern}`], ops, depth);
+}
+
+function randomRead(ops: number, depth: number): (t: Target) => Promise<number> {
+  return random([], ops, depth);
+}
+
+function random(mode: string[], ops: number, depth: number): (t: Target) => Promise<number> {
   // A prime stride in 4 KiB units scatters qemu-img bench's otherwise sequential offsets
-  // over the whole export: a deterministic stand-in for random 4 KiB writes.
+  // over the whole export: a deterministic stand-in for random 4 KiB I/O.
   return async (t) => {
-    const { stdout } = await exec('qemu-img', ['bench', '-f', 'raw', '-w', '-c', String(ops), '-d', String(depth), '-s', '4K', '-S', String(STRIDE), `--pattern=${pattern}`, t.uri]);
+    const { stdout } = await exec('qemu-img', ['bench', '-f', 'raw', ...mode, '-c', String(ops), '-d', String(depth), '-s', '4K', '-S', String(STRIDE), t.uri]);
     return ops / benchSeconds(stdout);
   };
 }
@@ -494,6 +502,7 @@ async function measureSize(opts: SizeRun): Promise<void> {
         return size / MiB / benchSeconds(stdout);
       },
     },
+    { id: 'rand-read', label: '4 KiB random read QD16 (qemu-img bench)', unit: 'IOPS', target: { peer: 'both', ratio: 1.0 }, run: randomRead(qd64Ops, 16) },
     { id: 'rand-qd1', label: '4 KiB random write QD1 (qemu-img bench)', unit: 'IOPS', run: randomWrite(qd1Ops, 1, '0xa5') },
     { id: 'rand-qd64', label: '4 KiB random write QD64 (qemu-img bench)', unit: 'IOPS', target: { peer: 'both', ratio: 0.8 }, run: randomWrite(qd64Ops, 64, '0x5a') },
   ];

@@ -1,6 +1,7 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { TidemarkError, alreadyExists, busy, classifyError, invalidArgument, notFound, outOfRange } from '../util/errors.js';
+import { readCached } from '../util/cached-read.js';
 import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, cloneFile, fsyncDir, makePrivateDir, readFully } from '../util/files.js';
 import type { Logger } from '../util/log.js';
 import type { Clock } from '../util/time.js';
@@ -421,7 +422,8 @@ export class Volume {
     // which is harmless; one it dropped before we looked would otherwise be missed.
     const newer = this.applier.overlapping(offset, target.length);
     try {
-      await readFully(this.image, target, offset);
+      const cached = readCached(this.image.fd, target, offset);
+      if (cached < target.length) await readFully(this.image, target.subarray(cached), offset + cached);
     } catch (err) {
       throw classifyError(err, `reading volume "${this.name}"`);
     }

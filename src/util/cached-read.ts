@@ -1,0 +1,70 @@
+import { createRequire } from 'node:module';
+
+/**
+ * Reads that the page cache can serve, done on the calling thread.
+ *
+ * Why: a read through Node's thread pool costs a hand-off to a pool thread and a wake-up of
+ * the event loop; measured on 256 KiB reads of a cached file that is 75–80 µs against 35–45 µs
+ * for the same read done inline. Blocking the event loop on a disk read would stall every
+ * other volume, so the inline read uses preadv2 with RWF_NOWAIT: the kernel copies what is
+ * cached and returns EAGAIN rather than wait for the disk. Whatever it could not serve goes
+ * through the thread pool as before.
+ *
+ * preadv2 is not in Node's fs, so it goes through koffi (already the project's FFI, see
+ * src/host/libc.ts). Where koffi or RWF_NOWAIT is missing, every read takes the pool.
+ */
+
+/** Tells preadv2 not to wait for I/O (linux/fs.h). */
+const RWF_NOWAIT = 0x8;
+/** What preadv2 answers where RWF_NOWAIT cannot work at all: then inline reads stop for good. */
+const UNSUPPORTED = new Set([22 /* EINVAL */, 38 /* ENOSYS */, 95 /* EOPNOTSUPP */]);
+
+type Preadv2 = (fd: number, iov: { base: Uint8Array; len: number }, count: number, offset: number, flags: number) => number;
+
+interface KoffiModule {
+  load(path: string): { func(name: string, result: string, parameters: unknown[]): Preadv2 };
+  struct(fields: Record<string, string>): unknown;
+  pointer(type: unknown): unknown;
+  errno(): number;
+}
+
+let preadv2: Preadv2 | undefined;
+let errno: () => number = () => 0;
+let available: boolean | undefined;
+
+function load(): boolean {
+  if (available !== undefined) return available;
+  try {
+    const koffi = createRequire(import.meta.url)('koffi') as KoffiModule;
+    // An anonymous struct type: koffi's type names are global to the process, and a named
+    // one would clash when this module is loaded twice (as test runners do).
+    const iovec = koffi.struct({ base: 'void *', len: 'size_t' });
+    preadv2 = koffi.load('libc.so.6').func('preadv2', 'intptr_t', ['int', koffi.pointer(iovec), 'int', 'int64_t', 'int']);
+    errno = () => koffi.errno();
+    available = true;
+  } catch {
+    available = false;
+  }
+  return available;
+}
+
+/**
+ * Reads into `target` from `position` as far as the page cache holds the bytes, without
+ * waiting for the disk; returns how many bytes it read (0 when nothing was cached, the file
+ * ended, or inline reads are not available here). The caller reads the rest the usual way.
+ */
+export function readCached(fd: number, target: Buffer, position: number): number {
+  if (!load()) return 0;
+  let done = 0;
+  while (done < target.length) {
+    const n = preadv2!(fd, { base: target.subarray(done), len: target.length - done }, 1, position + done, RWF_NOWAIT);
+    if (n > 0) {
+      done += n;
+      continue;
+    }
+    // EAGAIN: the rest is not cached. Any other error is left for the normal read to report.
+    if (n < 0 && UNSUPPORTED.has(errno())) available = false;
+    break;
+  }
+  return done;
+}
