@@ -33,6 +33,12 @@ export const DEFAULT_SEGMENT_SIZE = 64 * 1024 * 1024;
  * means a longer replay after a crash (at most this many segments).
  */
 const SEGMENTS_PER_CHECKPOINT = 4;
+/**
+ * Reads up to this size try the page cache on the event-loop thread first (see
+ * util/cached-read.ts). A larger one goes to the thread pool whole: copying it inline would
+ * hold every other volume's I/O for a millisecond or more.
+ */
+const INLINE_READ_BYTES = 1024 * 1024;
 
 /**
  * One volume: a raw sparse image, its journal, its differential bitmaps, snapshots and
@@ -422,7 +428,7 @@ export class Volume {
     // which is harmless; one it dropped before we looked would otherwise be missed.
     const newer = this.applier.overlapping(offset, target.length);
     try {
-      const cached = readCached(this.image.fd, target, offset);
+      const cached = target.length <= INLINE_READ_BYTES ? readCached(this.image.fd, target, offset) : 0;
       if (cached < target.length) await readFully(this.image, target.subarray(cached), offset + cached);
     } catch (err) {
       throw classifyError(err, `reading volume "${this.name}"`);
