@@ -19,7 +19,7 @@ export async function applyToImage(image: fs.FileHandle, imagePath: string, reco
     case RecordType.Zero:
     case RecordType.Trim:
       if (punches(record)) {
-        await punchHole(imagePath, record.offset, record.length);
+        await punchHole(image, imagePath, record.offset, record.length);
       } else {
         await writeFully(image, ZEROS.subarray(0, record.length), record.offset);
       }

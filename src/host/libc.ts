@@ -1,13 +1,12 @@
-import { createRequire } from 'node:module';
 import { constants } from 'node:os';
 import { TidemarkError } from '../util/errors.js';
+import { loadLibc } from '../util/ffi.js';
 
 /**
  * The few libc calls Node does not offer: netlink sockets (Node's `net` knows only unix and
- * IP sockets) and a socketpair whose one end goes to the kernel. They go through koffi, an
- * FFI whose prebuilt binaries ship inside its npm package: no compiler on the node, no native
- * helper to build and keep in step, and the protocol logic stays in TypeScript. Loaded only
- * when the kernel NBD path is used.
+ * IP sockets) and a socketpair whose one end goes to the kernel. They go through koffi
+ * (util/ffi.ts): no native helper to build and keep in step, and the protocol logic stays in
+ * TypeScript. Loaded only when the kernel NBD path is used.
  */
 export interface Libc {
   /** A netlink socket of the given protocol, bound to a port id the kernel picks. */
@@ -26,15 +25,6 @@ const SOCK_STREAM = 1;
 const SOCK_RAW = 3;
 const SOCK_CLOEXEC = 0o2000000;
 
-interface KoffiFunction {
-  (...args: unknown[]): number;
-  async(...args: unknown[]): void;
-}
-interface KoffiModule {
-  load(path: string): { func(definition: string): KoffiFunction };
-  errno(): number;
-}
-
 let loaded: Libc | undefined;
 
 function errnoName(errno: number): string {
@@ -45,14 +35,9 @@ function errnoName(errno: number): string {
 /** libc through koffi; an error that says what is missing when koffi cannot load. */
 export function libc(): Libc {
   if (loaded) return loaded;
-  let koffi: KoffiModule;
-  try {
-    // koffi is CommonJS with a native addon; require keeps its loading synchronous.
-    koffi = createRequire(import.meta.url)('koffi') as KoffiModule;
-  } catch (err) {
-    throw new TidemarkError('FAILED_PRECONDITION', `the kernel NBD path needs the koffi package, which did not load: ${(err as Error).message}`);
-  }
-  const lib = koffi.load('libc.so.6');
+  const ffi = loadLibc();
+  if (ffi instanceof Error) throw new TidemarkError('FAILED_PRECONDITION', `the kernel NBD path needs the koffi package, which did not load: ${ffi.message}`);
+  const { koffi, libc: lib } = ffi;
   const socket = lib.func('int socket(int domain, int type, int protocol)');
   const bind = lib.func('int bind(int fd, void *addr, uint32_t len)');
   const socketpair = lib.func('int socketpair(int domain, int type, int protocol, _Out_ int *fds)');

@@ -1,4 +1,4 @@
-import { createRequire } from 'node:module';
+import { loadLibc } from './ffi.js';
 
 /**
  * Reads that the page cache can serve, done on the calling thread.
@@ -10,8 +10,8 @@ import { createRequire } from 'node:module';
  * cached and returns EAGAIN rather than wait for the disk. Whatever it could not serve goes
  * through the thread pool as before.
  *
- * preadv2 is not in Node's fs, so it goes through koffi (already the project's FFI, see
- * src/host/libc.ts). Where koffi or RWF_NOWAIT is missing, every read takes the pool.
+ * preadv2 is not in Node's fs, so it goes through koffi (ffi.ts). Where koffi or RWF_NOWAIT
+ * is missing, every read takes the pool.
  */
 
 /** Tells preadv2 not to wait for I/O (linux/fs.h). */
@@ -19,33 +19,18 @@ const RWF_NOWAIT = 0x8;
 /** What preadv2 answers where RWF_NOWAIT cannot work at all: then inline reads stop for good. */
 const UNSUPPORTED = new Set([22 /* EINVAL */, 38 /* ENOSYS */, 95 /* EOPNOTSUPP */]);
 
-type Preadv2 = (fd: number, iov: { base: Uint8Array; len: number }, count: number, offset: number, flags: number) => number;
-
-interface KoffiModule {
-  load(path: string): { func(name: string, result: string, parameters: unknown[]): Preadv2 };
-  struct(fields: Record<string, string>): unknown;
-  pointer(type: unknown): unknown;
-  errno(): number;
-}
-
-let preadv2: Preadv2 | undefined;
+let preadv2: ((fd: number, iov: { base: Uint8Array; len: number }, count: number, offset: number, flags: number) => number) | undefined;
 let errno: () => number = () => 0;
 let available: boolean | undefined;
 
 function load(): boolean {
   if (available !== undefined) return available;
-  try {
-    const koffi = createRequire(import.meta.url)('koffi') as KoffiModule;
-    // An anonymous struct type: koffi's type names are global to the process, and a named
-    // one would clash when this module is loaded twice (as test runners do).
-    const iovec = koffi.struct({ base: 'void *', len: 'size_t' });
-    preadv2 = koffi.load('libc.so.6').func('preadv2', 'intptr_t', ['int', koffi.pointer(iovec), 'int', 'int64_t', 'int']);
-    errno = () => koffi.errno();
-    available = true;
-  } catch {
-    available = false;
-  }
-  return available;
+  const ffi = loadLibc();
+  if (ffi instanceof Error) return (available = false);
+  const iovec = ffi.koffi.struct({ base: 'void *', len: 'size_t' });
+  preadv2 = ffi.libc.func('preadv2', 'intptr_t', ['int', ffi.koffi.pointer(iovec), 'int', 'int64_t', 'int']);
+  errno = () => ffi.koffi.errno();
+  return (available = true);
 }
 
 /**

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { cloneFile, loosePermissions } from '../../src/util/files.js';
+import { cloneFile, loosePermissions, punchHole } from '../../src/util/files.js';
 
 let dir: string;
 
@@ -40,5 +40,42 @@ describe('store file modes', () => {
     await cloneFile(source, copy);
     expect((await fs.stat(copy)).mode & 0o777).toBe(0o600);
     expect((await fs.readFile(copy)).equals(Buffer.alloc(65536, 7))).toBe(true);
+  });
+});
+
+describe('punchHole', () => {
+  it('frees the range and keeps the size; the range then reads as zeros', async () => {
+    const file = path.join(dir, 'image');
+    const MiB = 1024 * 1024;
+    await fs.writeFile(file, Buffer.alloc(4 * MiB, 0x5a));
+    const handle = await fs.open(file, 'r+');
+    try {
+      await handle.sync();
+      const before = await handle.stat();
+      await punchHole(handle, file, MiB, 2 * MiB);
+      const after = await handle.stat();
+      expect(after.size).toBe(before.size);
+      // st_blocks counts 512-byte units: 2 MiB fewer of them.
+      expect(before.blocks - after.blocks).toBe((2 * MiB) / 512);
+      const data = await fs.readFile(file);
+      expect(data.subarray(MiB, 3 * MiB).equals(Buffer.alloc(2 * MiB))).toBe(true);
+      expect(data.subarray(0, MiB).equals(Buffer.alloc(MiB, 0x5a))).toBe(true);
+      expect(data.subarray(3 * MiB).equals(Buffer.alloc(MiB, 0x5a))).toBe(true);
+    } finally {
+      await handle.close();
+    }
+  });
+
+  it('reports a refused punch with the reason fallocate gives', async () => {
+    const file = path.join(dir, 'image');
+    await fs.writeFile(file, Buffer.alloc(8192));
+    const handle = await fs.open(file, 'r');
+    try {
+      // The call fails on a read-only descriptor; the tool it falls back to, given a path that
+      // does not exist, fails too and says why.
+      await expect(punchHole(handle, path.join(dir, 'missing'), 0, 4096)).rejects.toMatchObject({ message: expect.stringContaining('freeing space in') });
+    } finally {
+      await handle.close();
+    }
   });
 });
