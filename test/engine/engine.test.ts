@@ -713,20 +713,33 @@ describe('engine API', () => {
       expect(engine.has('copy')).toBe(false);
     });
 
-    it('keeps history whole when a record below the checkpoint in the last segment is damaged', async () => {
+    /**
+     * Writes 0x11 then 0x22 over bytes 0..3000 of a new volume "v", with marker "m" between
+     * them and "later" after, and whatever `more` adds; closes the engine and flips `mask` in
+     * byte `at` of the volume's only journal segment. Returns the segment, its damaged bytes
+     * and the volume's last sequence.
+     */
+    async function damagedJournal(at: number, mask: number, more = async () => {}) {
       await engine.createVolume('v', { size: 64 * KiB });
       await engine.write('v', 0, fill(3000, 0x11));
       await engine.createMarker('m', ['v']);
       await engine.write('v', 0, fill(3000, 0x22));
       await engine.createMarker('later', ['v']);
+      await more();
       const sequence = engine.volumeInfo('v').sequence;
       await engine.close();
       const dir = path.join(store, 'volumes', 'v', 'journal');
       const [only] = (await fs.readdir(dir)).filter((f) => f.endsWith('.log'));
       const file = path.join(dir, only!);
       const bytes = await fs.readFile(file);
-      bytes[40 + 100]! ^= 0x01;
+      bytes[at]! ^= mask;
       await fs.writeFile(file, bytes);
+      return { dir, file, bytes, sequence };
+    }
+
+    it('keeps history whole when a record below the checkpoint in the last segment is damaged', async () => {
+      // A bit of the first record's data.
+      const { sequence } = await damagedJournal(40 + 100, 0x01);
       engine = await Engine.open({ store, upkeepIntervalMs: 0 });
       // Nothing was cut: the markers stay, the data is the image's, numbering goes on.
       expect(engine.listMarkers('v').map((m) => m.name)).toEqual(['m', 'later']);
@@ -741,22 +754,11 @@ describe('engine API', () => {
       const open = () => Engine.open({ store, upkeepIntervalMs: 0, segmentSize: 64 * KiB });
       await engine.close();
       engine = await open();
-      await engine.createVolume('v', { size: 64 * KiB });
-      await engine.write('v', 0, fill(3000, 0x11));
-      await engine.createMarker('m', ['v']);
-      await engine.write('v', 0, fill(3000, 0x22));
-      await engine.createMarker('later', ['v']);
-      await engine.write('v', 8192, fill(512, 0x44));
-      const sequence = engine.volumeInfo('v').sequence;
-      await engine.close();
-      const dir = path.join(store, 'volumes', 'v', 'journal');
-      const [only] = (await fs.readdir(dir)).filter((f) => f.endsWith('.log'));
-      const file = path.join(dir, only!);
-      const bytes = await fs.readFile(file);
       // The first record's length, made 1 KiB longer: still a plausible length, so only the
       // CRC tells, and a scan that trusted it would land inside the next record and cut there.
-      bytes[5]! ^= 0x04;
-      await fs.writeFile(file, bytes);
+      const { dir, file, bytes, sequence } = await damagedJournal(5, 0x04, async () => {
+        await engine.write('v', 8192, fill(512, 0x44));
+      });
       engine = await open();
       expect((await fs.stat(file)).size).toBe(bytes.length);
       expect(engine.listMarkers('v').map((m) => m.name)).toEqual(['m', 'later']);
