@@ -16,7 +16,10 @@ export interface Koffi {
     func(definition: string): KoffiFunction;
     func(name: string, result: string, parameters: unknown[]): KoffiFunction;
   };
-  /** An anonymous struct type: koffi's type names are global to the process, and a named one clashes when a module is loaded twice (as test runners do). */
+  /**
+   * An anonymous struct type. koffi's type names are global to the process, so a named one
+   * would clash when a module is loaded twice (as test runners do).
+   */
   struct(fields: Record<string, string>): unknown;
   pointer(type: unknown): unknown;
   errno(): number;
