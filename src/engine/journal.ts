@@ -226,6 +226,11 @@ export class Journal {
             // header, and a restore that needs its data fails on the CRC. Anything else is
             // stepped over by position, and a restore that reaches it fails there.
             if (!next.byHeader && next.sequence > due) (segment.damage ??= []).push({ at, resumeAt: next.at, first: due, last: next.sequence - 1 });
+            if (next.byHeader && header.ok) {
+              if (segment.firstTime === 0) segment.firstTime = header.time;
+              segment.lastTime = header.time;
+              this.lastTime = Math.max(this.lastTime, header.time);
+            }
             segment.lastSequence = next.sequence - 1;
             at = next.at;
             continue;
@@ -478,9 +483,9 @@ export class Journal {
       let at = 0;
       const end = segment.size;
       while (at < end) {
-        const damaged = segment.damage?.find((d) => d.at === at);
-        if (damaged) {
-          at = stepOver(damaged, segment, from, to);
+        const resume = pastDamage(segment, at, from, to);
+        if (resume !== undefined) {
+          at = resume;
           continue;
         }
         await readFully(handle, header, at);
@@ -526,9 +531,9 @@ export class Journal {
       await readFully(handle, bytes, 0);
       let at = 0;
       while (at < bytes.length) {
-        const damaged = segment.damage?.find((d) => d.at === at);
-        if (damaged) {
-          at = stepOver(damaged, segment, from, to);
+        const resume = pastDamage(segment, at, from, to);
+        if (resume !== undefined) {
+          at = resume;
           continue;
         }
         const decoded = decodeRecord(bytes.subarray(at));
@@ -637,8 +642,13 @@ export class Journal {
   }
 }
 
-/** Where reading goes on past damage, unless the damaged records are among those wanted. */
-function stepOver(damaged: DamagedRun, segment: Segment, from: number, to: number): number {
+/**
+ * Where reading goes on when damage starts at byte `at` of the segment (undefined when none
+ * does); throws when the damaged records are among those wanted, [from, to].
+ */
+function pastDamage(segment: Segment, at: number, from: number, to: number): number | undefined {
+  const damaged = segment.damage?.find((d) => d.at === at);
+  if (!damaged) return undefined;
   if (damaged.last >= from && damaged.first <= to) {
     throw new TidemarkError(
       'INTERNAL',
