@@ -22,6 +22,8 @@ describe('journal damage below the checkpoint', () => {
   let file: string;
   /** Byte position of each record, by sequence. */
   const at = new Map<number, number>();
+  /** The journal a test reopened, closed after it. */
+  let reopened: Journal | undefined;
 
   beforeEach(async () => {
     dir = await fs.mkdtemp(path.join(os.tmpdir(), 'tidemark-damage-'));
@@ -39,6 +41,8 @@ describe('journal damage below the checkpoint', () => {
   });
 
   afterEach(async () => {
+    await reopened?.close();
+    reopened = undefined;
     await fs.rm(dir, { recursive: true, force: true });
   });
 
@@ -52,6 +56,7 @@ describe('journal damage below the checkpoint', () => {
   async function reopen(checkpoint: number) {
     const replayed: number[] = [];
     const opened = await Journal.open(dir, 8 * MiB, silentLogger(), [], checkpoint, (r) => void replayed.push(r.sequence));
+    reopened = opened.journal;
     return { ...opened, replayed };
   }
 
@@ -65,55 +70,39 @@ describe('journal damage below the checkpoint', () => {
     const size = (await fs.stat(file)).size;
     await breakHeaders(3);
     const { journal, report, replayed } = await reopen(4);
-    try {
-      expect(report.damagedBelowCheckpoint).toEqual([3]);
-      expect(report.truncatedBytes).toBe(0);
-      expect(replayed).toEqual([5, 6]);
-      expect((await fs.stat(file)).size).toBe(size);
-      expect(await sequencesOf(journal, 4, 6)).toEqual([4, 5, 6]);
-      await expect(sequencesOf(journal, 1, 6)).rejects.toMatchObject({ code: 'INTERNAL', message: expect.stringContaining('journal records 3 to 3') });
-      // Numbering goes on after the last record.
-      expect(journal.allocate()).toBe(COUNT + 1);
-    } finally {
-      await journal.close();
-    }
+    expect(report.damagedBelowCheckpoint).toEqual([3]);
+    expect(report.truncatedBytes).toBe(0);
+    expect(replayed).toEqual([5, 6]);
+    expect((await fs.stat(file)).size).toBe(size);
+    expect(await sequencesOf(journal, 4, 6)).toEqual([4, 5, 6]);
+    await expect(sequencesOf(journal, 1, 6)).rejects.toMatchObject({ code: 'INTERNAL', message: expect.stringContaining('journal records 3 to 3') });
+    // Numbering goes on after the last record.
+    expect(journal.allocate()).toBe(COUNT + 1);
   });
 
   it('steps over a run of damaged records when all of them are below the checkpoint', async () => {
     await breakHeaders(3, 4);
     const { journal, report, replayed } = await reopen(4);
-    try {
-      expect(report.damagedBelowCheckpoint).toEqual([3, 4]);
-      expect(replayed).toEqual([5, 6]);
-      await expect(sequencesOf(journal, 4, 5)).rejects.toMatchObject({ message: expect.stringContaining('journal records 3 to 4') });
-      expect(await sequencesOf(journal, 5, 6)).toEqual([5, 6]);
-    } finally {
-      await journal.close();
-    }
+    expect(report.damagedBelowCheckpoint).toEqual([3, 4]);
+    expect(replayed).toEqual([5, 6]);
+    await expect(sequencesOf(journal, 4, 5)).rejects.toMatchObject({ message: expect.stringContaining('journal records 3 to 4') });
+    expect(await sequencesOf(journal, 5, 6)).toEqual([5, 6]);
   });
 
   it('cuts at the damage when a record it would step over lies above the checkpoint', async () => {
     await breakHeaders(3, 4);
-    const { journal, report, replayed } = await reopen(3);
-    try {
-      expect(report.damagedBelowCheckpoint).toBeUndefined();
-      expect(report.truncatedBytes).toBeGreaterThan(0);
-      expect(replayed).toEqual([]);
-      expect((await fs.stat(file)).size).toBe(at.get(3));
-    } finally {
-      await journal.close();
-    }
+    const { report, replayed } = await reopen(3);
+    expect(report.damagedBelowCheckpoint).toBeUndefined();
+    expect(report.truncatedBytes).toBeGreaterThan(0);
+    expect(replayed).toEqual([]);
+    expect((await fs.stat(file)).size).toBe(at.get(3));
   });
 
   it('cuts at damage above the checkpoint, as at a torn tail', async () => {
     await breakHeaders(5);
-    const { journal, report, replayed } = await reopen(4);
-    try {
-      expect(report.damagedBelowCheckpoint).toBeUndefined();
-      expect((await fs.stat(file)).size).toBe(at.get(5));
-      expect(replayed).toEqual([]);
-    } finally {
-      await journal.close();
-    }
+    const { report, replayed } = await reopen(4);
+    expect(report.damagedBelowCheckpoint).toBeUndefined();
+    expect((await fs.stat(file)).size).toBe(at.get(5));
+    expect(replayed).toEqual([]);
   });
 });
