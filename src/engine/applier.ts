@@ -1,11 +1,10 @@
-import type * as fs from 'node:fs/promises';
+import * as fs from 'node:fs/promises';
 import { TidemarkError, classifyError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
-import { applyToImage, punches } from './image.js';
-import { imageWriter } from './image-writer.js';
+import { punchesHole, zeroImage } from './image.js';
+import { WriteTable, imageWriter } from './image-writer.js';
 import type { Held } from './lock.js';
-import { PendingWrites } from './pending.js';
-import type { JournalRecord } from './record.js';
+import { PendingWrites, type PendingExtent } from './pending.js';
 
 /**
  * Pending (not yet durable) bytes above which the applier syncs the journal itself. Measured
@@ -15,8 +14,13 @@ import type { JournalRecord } from './record.js';
 const SYNC_AFTER_BYTES = 48 * 1024 * 1024;
 /** How long pending writes may wait for a client's FLUSH before the applier syncs anyway. */
 const SYNC_AFTER_MS = 250;
-/** Writers wait while this much is pending, so memory stays bounded under any load. */
-const MAX_PENDING_BYTES = 128 * 1024 * 1024;
+/**
+ * Writers wait while the image lags the journal by this many bytes or changes. Pending
+ * changes cost no payload memory (their bytes stay in the journal), so these bound the index
+ * (about 10 MiB at the most), and how long a checkpoint or snapshot waits for the image.
+ */
+const MAX_LAG_BYTES = 256 * 1024 * 1024;
+const MAX_LAG_CHANGES = 65536;
 /** Payload the applier writes to the image per round. */
 const APPLY_BYTES = 8 * 1024 * 1024;
 /** First and longest wait before the applier tries the image again after a full disk. */
@@ -30,9 +34,11 @@ export interface DurableJournal {
 }
 
 /**
- * The background applier of one volume: writes journaled records into the image, oldest
+ * The background applier of one volume: writes journaled changes into the image, oldest
  * first, but only once the journal holds them durably, so the image never shows a write the
- * journal could lose. Until then the records are pending, and reads lay them over the image.
+ * journal could lose. Until then the changes are pending, and reads lay them over the image.
+ * Written bytes go from the journal's segment files to the image without passing through
+ * this process's memory.
  */
 export class ImageApplier {
   private readonly pending = new PendingWrites();
@@ -52,6 +58,8 @@ export class ImageApplier {
   private stall: TidemarkError | undefined;
   private stallRetry: NodeJS.Timeout | undefined;
   private stallDelayMs = 0;
+  /** Journal segments the applier copies from, by file. */
+  private readonly sources = new Map<string, fs.FileHandle>();
 
   constructor(
     private readonly volume: string,
@@ -65,19 +73,19 @@ export class ImageApplier {
     return this.failure;
   }
 
-  /** Memory the pending records hold. */
-  get bytes(): number {
-    return this.pending.bytes;
+  /** Memory the index of pending changes takes. */
+  get memoryBytes(): number {
+    return this.pending.memoryBytes;
   }
 
-  /** Hands journaled records over; from now on reads see them. */
-  add(records: readonly JournalRecord[]): void {
-    this.pending.add(records);
+  /** Hands journaled changes over; from now on reads see them. */
+  add(extents: readonly PendingExtent[]): void {
+    this.pending.add(extents);
     this.kick();
   }
 
-  /** Pending records that touch [offset, offset + length), oldest first. */
-  overlapping(offset: number, length: number): JournalRecord[] {
+  /** Pending changes that touch [offset, offset + length), oldest first. */
+  overlapping(offset: number, length: number): PendingExtent[] {
     return this.pending.overlapping(offset, length);
   }
 
@@ -119,8 +127,8 @@ export class ImageApplier {
         await this.journal.sync();
         continue;
       }
-      const records = this.pending.peek(this.journal.durableSequence, APPLY_BYTES);
-      const failed = await this.writeToImage(records);
+      const extents = this.pending.peek(this.journal.durableSequence, APPLY_BYTES);
+      const failed = await this.writeToImage(extents);
       if (failed) {
         const error = classifyError(failed, `writing the image of volume "${this.volume}"`);
         if (error.code !== 'RESOURCE_EXHAUSTED') throw error;
@@ -129,28 +137,59 @@ export class ImageApplier {
         this.stalled(error);
         return;
       }
-      this.pending.drop(records.length);
+      this.pending.drop(extents.length);
       if (this.stall) this.resumed();
       for (const wake of this.roomWaiters.splice(0)) wake();
     }
   }
 
   /**
-   * Writes records to the image, in order; returns the first error. Data and short zero
-   * runs go to the image writer's thread in one batch; long zero runs punch holes here.
+   * Writes changes to the image, in order; returns the first error. Data (copied from the
+   * journal) and short zero runs go to the image writer's thread in one batch; long zero runs
+   * punch holes here.
    */
-  private async writeToImage(records: JournalRecord[]): Promise<unknown> {
+  private async writeToImage(extents: PendingExtent[]): Promise<unknown> {
     try {
-      let from = 0;
-      for (let i = 0; i <= records.length; i++) {
-        if (i < records.length && !punches(records[i]!)) continue;
-        if (i > from) await imageWriter.write(this.image.fd, records.slice(from, i));
-        if (i < records.length) await applyToImage(this.image, this.imagePath, records[i]!);
-        from = i + 1;
+      let table = new WriteTable();
+      for (const extent of extents) {
+        if (!extent.source && punchesHole(extent.length)) {
+          await imageWriter.write(this.image.fd, table);
+          table = new WriteTable();
+          await zeroImage(this.image, this.imagePath, extent.offset, extent.length);
+        } else if (!extent.source) {
+          table.zeros(extent.length, extent.offset);
+        } else {
+          const { file, position } = extent.source;
+          table.copy(await this.source(file), position, extent.length, extent.offset);
+        }
       }
+      await imageWriter.write(this.image.fd, table);
       return undefined;
     } catch (err) {
       return err;
+    } finally {
+      // With more to come, the newest segment is likely needed again; with nothing left,
+      // no handle stays open, or a segment freed later would keep its space.
+      await this.closeSources(this.pending.count > extents.length ? extents.at(-1)?.source?.file : undefined);
+    }
+  }
+
+  /**
+   * A handle on a journal segment to copy from. No segment that holds a pending record is
+   * freed, so it stays readable while the image writer uses it by number.
+   */
+  private async source(file: string): Promise<number> {
+    let handle = this.sources.get(file);
+    if (!handle) this.sources.set(file, (handle = await fs.open(file, 'r')));
+    return handle.fd;
+  }
+
+  /** Closes the segment handles of a finished round but `keep`'s. */
+  private async closeSources(keep: string | undefined): Promise<void> {
+    for (const [file, handle] of this.sources) {
+      if (file === keep) continue;
+      this.sources.delete(file);
+      await handle.close().catch(() => undefined);
     }
   }
 
@@ -193,7 +232,7 @@ export class ImageApplier {
    * writer is refused instead. `assertOpen` throws once the volume may take no more writes.
    */
   async waitForRoom(assertOpen: () => void): Promise<void> {
-    while (this.pending.bytes > MAX_PENDING_BYTES) {
+    while (this.pending.bytes > MAX_LAG_BYTES || this.pending.count > MAX_LAG_CHANGES) {
       assertOpen();
       if (this.stall && !this.applying) throw this.stall;
       this.syncWanted = true;
@@ -222,6 +261,7 @@ export class ImageApplier {
   /** Lets a round under way finish and starts no other. */
   async stop(): Promise<void> {
     await this.applying?.catch(() => undefined);
+    await this.closeSources(undefined);
     clearTimeout(this.syncTimer);
     clearTimeout(this.stallRetry);
     this.stopped = true;

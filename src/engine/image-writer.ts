@@ -1,13 +1,14 @@
 import { Worker } from 'node:worker_threads';
-import { RecordType, type JournalRecord } from './record.js';
 
 /** One batch of image writes, as the worker receives it. */
 export interface WriteRequest {
   id: number;
+  /** The image file. */
   fd: number;
-  /** The shared memory the payloads live in. */
-  buffers: SharedArrayBuffer[];
-  /** Four numbers per write: index into `buffers` (-1: zeros), byte offset, length, file position. */
+  /**
+   * Four numbers per write: the descriptor to copy from (-1: write zeros), the position
+   * there, the length, and the position in the image.
+   */
   table: Float64Array;
 }
 
@@ -16,48 +17,64 @@ export interface WriteReply {
   error?: { message: string; code: string | undefined };
 }
 
+/** Builds an image writer's table, row by row. */
+export class WriteTable {
+  private rows = new Float64Array(4 * 64);
+  private n = 0;
+
+  get length(): number {
+    return this.n / 4;
+  }
+
+  copy(source: number, from: number, length: number, to: number): void {
+    this.row(source, from, length, to);
+  }
+
+  zeros(length: number, to: number): void {
+    this.row(-1, 0, length, to);
+  }
+
+  done(): Float64Array {
+    return this.rows.subarray(0, this.n);
+  }
+
+  private row(a: number, b: number, c: number, d: number): void {
+    if (this.n + 4 > this.rows.length) {
+      const grown = new Float64Array(this.rows.length * 2);
+      grown.set(this.rows);
+      this.rows = grown;
+    }
+    this.rows[this.n++] = a;
+    this.rows[this.n++] = b;
+    this.rows[this.n++] = c;
+    this.rows[this.n++] = d;
+  }
+}
+
 /**
- * Writes records into image files on one worker thread shared by every volume.
+ * Writes journaled data into image files on one worker thread shared by every volume.
  *
  * Why a thread: measured, the daemon's main thread spent a third of its time issuing the
  * applier's asynchronous image writes, one promise and one thread-pool round trip per record,
- * while it also has to read sockets, encode journal records and answer clients. Here a batch
- * of thousands of records costs the main thread one message. Payloads are not copied: the
- * journal encodes into shared memory, and the worker writes straight from it.
+ * while it also has to read sockets, write the journal and answer clients. Here a batch of
+ * thousands of records costs the main thread one message. The bytes are not handled in user
+ * space at all where the kernel can help: the worker copies them from the journal's segment
+ * file to the image with copy_file_range(2).
  *
  * The worker writes each batch in order, so records that overlap land oldest first. The
- * caller keeps the file open until its batch is answered (the applier stops before the
- * volume closes the image), since the worker writes to the descriptor by number.
+ * caller keeps every file open until its batch is answered (the applier stops before the
+ * volume closes the image, and no segment with unapplied records is freed), since the worker
+ * uses the descriptors by number.
  */
 export class ImageWriter {
   private worker: Worker | undefined;
   private readonly waiting = new Map<number, { resolve: () => void; reject: (err: Error) => void }>();
   private nextId = 1;
 
-  async write(fd: number, records: readonly JournalRecord[]): Promise<void> {
-    const buffers: SharedArrayBuffer[] = [];
-    const indexOf = new Map<SharedArrayBuffer, number>();
-    const table = new Float64Array(records.length * 4);
-    let n = 0;
-    for (const record of records) {
-      if (record.type === RecordType.Write) {
-        const data = shared(record.data);
-        let index = indexOf.get(data.buffer as SharedArrayBuffer);
-        if (index === undefined) {
-          index = buffers.push(data.buffer as SharedArrayBuffer) - 1;
-          indexOf.set(data.buffer as SharedArrayBuffer, index);
-        }
-        table.set([index, data.byteOffset, data.length, record.offset], n);
-      } else if (record.type === RecordType.Zero || record.type === RecordType.Trim) {
-        table.set([-1, 0, record.length, record.offset], n);
-      } else {
-        continue;
-      }
-      n += 4;
-    }
-    if (n === 0) return;
+  async write(fd: number, table: WriteTable): Promise<void> {
+    if (table.length === 0) return;
     const id = this.nextId++;
-    const request: WriteRequest = { id, fd, buffers, table: table.subarray(0, n) };
+    const request: WriteRequest = { id, fd, table: table.done() };
     const done = new Promise<void>((resolve, reject) => this.waiting.set(id, { resolve, reject }));
     const worker = this.started();
     // Held only while a batch is out, so an idle writer never keeps the process alive.
@@ -102,14 +119,6 @@ export class ImageWriter {
     for (const waiter of this.waiting.values()) waiter.reject(err);
     this.waiting.clear();
   }
-}
-
-/** `data` itself when it lives in shared memory, otherwise a copy that does. */
-function shared(data: Buffer): Buffer {
-  if (data.buffer instanceof SharedArrayBuffer) return data;
-  const copy = Buffer.from(new SharedArrayBuffer(data.length));
-  data.copy(copy);
-  return copy;
 }
 
 /** The daemon's one image writer. */

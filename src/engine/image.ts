@@ -18,20 +18,22 @@ export async function applyToImage(image: fs.FileHandle, imagePath: string, reco
       return;
     case RecordType.Zero:
     case RecordType.Trim:
-      if (punches(record)) {
-        await punchHole(image, imagePath, record.offset, record.length);
-      } else {
-        await writeFully(image, ZEROS.subarray(0, record.length), record.offset);
-      }
+      await zeroImage(image, imagePath, record.offset, record.length);
       return;
     default:
       return;
   }
 }
 
-/** Whether the record frees its range with a hole rather than writing zeros. */
-export function punches(record: JournalRecord): boolean {
-  return (record.type === RecordType.Zero || record.type === RecordType.Trim) && record.length >= PUNCH_THRESHOLD;
+/** Zeros a range of the image: a hole when it is long (see `punchesHole`), written zeros otherwise. */
+export async function zeroImage(image: fs.FileHandle, imagePath: string, offset: number, length: number): Promise<void> {
+  if (punchesHole(length)) await punchHole(image, imagePath, offset, length);
+  else await writeFully(image, ZEROS.subarray(0, length), offset);
+}
+
+/** Whether zeroing this many bytes frees them with a hole rather than writing zeros. */
+export function punchesHole(length: number): boolean {
+  return length >= PUNCH_THRESHOLD;
 }
 
 /**

@@ -1,8 +1,8 @@
-import * as fsSync from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { TidemarkError, classifyError } from '../util/errors.js';
-import { PRIVATE_FILE_MODE, fsyncDir, makePrivateDir, readFully, writeFully } from '../util/files.js';
+import { PRIVATE_FILE_MODE, fsyncDir, makePrivateDir, readFully, writevFully, writevFullySync } from '../util/files.js';
+import { readCachedFirst } from '../util/cached-read.js';
 import type { Logger } from '../util/log.js';
 import { systemClock, type Clock } from '../util/time.js';
 import {
@@ -12,8 +12,9 @@ import {
   RecordType,
   WRITE_PAYLOAD_OFFSET,
   decodeRecord,
-  encodeRecord,
+  encodeHead,
   encodedSize,
+  headSize,
   parseHeader,
   recordExtent,
   type JournalRecord,
@@ -27,6 +28,12 @@ export interface SegmentSummary {
   firstTime: number;
   lastTime: number;
   size: number;
+}
+
+/** Where a Write record's data lies in the journal. */
+export interface PayloadPlace {
+  file: string;
+  position: number;
 }
 
 interface Segment extends SegmentSummary {
@@ -65,8 +72,10 @@ export interface RecoveryReport {
 const SEGMENT_SUFFIX = '.log';
 /** Pieces up to this size are written without the thread pool (see writePiece). */
 const INLINE_WRITE_BYTES = 64 * 1024;
-/** A batch is written in pieces of about this size, each as soon as it is encoded. */
+/** A batch is written in pieces of about this size, each as soon as its CRCs are computed. */
 const WRITE_PIECE_BYTES = 2 * 1024 * 1024;
+/** Segments whose handles `readPayload` keeps open. */
+const PAYLOAD_READERS = 4;
 /** Bytes read at once while start-up replays a segment. */
 const REPLAY_READ_BYTES = 4 * 1024 * 1024;
 /** Bytes searched at once for the next record after damage. */
@@ -81,6 +90,9 @@ export class Journal {
   private segments: Segment[] = [];
   private active!: fs.FileHandle;
   private readHandles = new Map<string, fs.FileHandle>();
+  /** Handles `readPayload` reads through, least recently used first. */
+  private payloadReaders = new Map<string, fs.FileHandle>();
+  private freedCount = 0;
   private nextSequence = 1;
   private lastTime = 0;
   /** Sequence of the newest record whose bytes are in the segment file (page cache or disk). */
@@ -324,9 +336,14 @@ export class Journal {
 
   /**
    * Appends records, numbering them; the caller awaits this before touching the image so
-   * that the journal always holds at least what the image does.
+   * that the journal always holds at least what the image does. Returns, for each Write,
+   * where its data now lies in the journal (undefined for other records): the applier
+   * copies it to the image from there, and reads of not yet applied writes find it there.
+   * `places` is filled as the batch goes, so that a caller whose append failed part way can
+   * still place the records that did reach the journal. The caller's buffers are written as
+   * they are and not kept.
    */
-  async append(bodies: JournalRecord[]): Promise<void> {
+  async append(bodies: JournalRecord[], places: (PayloadPlace | undefined)[] = []): Promise<(PayloadPlace | undefined)[]> {
     let i = 0;
     while (i < bodies.length) {
       let segment = this.segments[this.segments.length - 1]!;
@@ -337,28 +354,39 @@ export class Journal {
         segment = this.segments[this.segments.length - 1]!;
       }
       let bytes = 0;
+      let heads = 0;
       let j = i;
       while (j < bodies.length && (j === i || segment.size + bytes + encodedSize(bodies[j]!) <= this.segmentSize)) {
         bytes += encodedSize(bodies[j]!);
+        heads += headSize(bodies[j]!);
         j++;
       }
-      // Shared memory, so that the image writer's thread can write payloads from it uncopied.
-      const buffer = Buffer.from(new SharedArrayBuffer(bytes));
-      // Encoding (copy + CRC32C) runs here while earlier pieces are being written by the
-      // thread pool, so the two overlap instead of adding up.
+      const headBytes = Buffer.allocUnsafe(heads);
+      // Each piece is written as soon as its CRCs are computed, so that the thread pool
+      // writes one piece while this thread checksums the next.
       const writes: Promise<void>[] = [];
+      let piece: Uint8Array[] = [];
+      let pieceBytes = 0;
       let at = 0;
-      let written = 0;
+      let headAt = 0;
       for (let k = i; k < j; k++) {
         const record = bodies[k]!;
-        const size = encodeRecord(record, buffer, at);
-        // From here on the record's payload is the journal's copy, which the caller may keep
-        // (the volume's applier writes it to the image later) while the caller's buffer is reused.
-        if (record.type === RecordType.Write) record.data = buffer.subarray(at + WRITE_PAYLOAD_OFFSET, at + size);
-        at += size;
-        if (at - written >= WRITE_PIECE_BYTES || k === j - 1) {
-          writes.push(this.writePiece(buffer.subarray(written, at), segment.size + written));
-          written = at;
+        const head = encodeHead(record, headBytes, headAt);
+        piece.push(headBytes.subarray(headAt, headAt + head));
+        pieceBytes += head;
+        headAt += head;
+        if (record.type === RecordType.Write) {
+          places.push({ file: segment.file, position: segment.size + at + head });
+          if (record.data.length > 0) piece.push(record.data);
+          pieceBytes += record.data.length;
+        } else {
+          places.push(undefined);
+        }
+        at += encodedSize(record);
+        if (pieceBytes >= WRITE_PIECE_BYTES || k === j - 1) {
+          writes.push(this.writePiece(piece, pieceBytes, segment.size + at - pieceBytes));
+          piece = [];
+          pieceBytes = 0;
         }
       }
       const failed = (await Promise.allSettled(writes)).find((r): r is PromiseRejectedResult => r.status === 'rejected');
@@ -382,6 +410,7 @@ export class Journal {
       this.appendedThrough = bodies[j - 1]!.sequence;
       i = j;
     }
+    return places;
   }
 
   /**
@@ -389,11 +418,10 @@ export class Journal {
    * copying it into the page cache takes microseconds, while a trip through the thread pool
    * costs a tenth of a millisecond, and with few writes in flight that latency is the limit.
    */
-  private writePiece(piece: Buffer, position: number): Promise<void> {
-    if (piece.length > INLINE_WRITE_BYTES) return writeFully(this.active, piece, position);
+  private writePiece(piece: Uint8Array[], bytes: number, position: number): Promise<void> {
+    if (bytes > INLINE_WRITE_BYTES) return writevFully(this.active, piece, position);
     try {
-      let done = 0;
-      while (done < piece.length) done += fsSync.writeSync(this.active.fd, piece, done, piece.length - done, position + done);
+      writevFullySync(this.active.fd, piece, position);
       // Completion still goes through the event loop, so that a caller writing in a tight
       // loop cannot run on microtasks alone and starve timers, sockets and other volumes.
       return new Promise((resolve) => setImmediate(resolve));
@@ -607,9 +635,12 @@ export class Journal {
       const oldest = this.segments[0]!;
       if (oldest.lastSequence > upTo) break;
       this.segments.shift();
-      const handle = this.readHandles.get(oldest.file);
-      this.readHandles.delete(oldest.file);
-      await handle?.close();
+      this.freedCount++;
+      for (const handles of [this.readHandles, this.payloadReaders]) {
+        const handle = handles.get(oldest.file);
+        handles.delete(oldest.file);
+        await handle?.close();
+      }
       await fs.rm(oldest.file, { force: true });
       freed += oldest.size;
     }
@@ -623,12 +654,64 @@ export class Journal {
     return first?.firstTime;
   }
 
-  private async readHandle(file: string): Promise<fs.FileHandle> {
-    let handle = this.readHandles.get(file);
-    if (!handle) {
-      handle = await fs.open(file, 'r');
-      this.readHandles.set(file, handle);
+  /** Segments freed so far: a reader of journal data can tell whether one went while it read. */
+  get freedSegments(): number {
+    return this.freedCount;
+  }
+
+  /**
+   * Reads `target.length` bytes of journaled write data at `position` of segment `file` (see
+   * PayloadPlace). These reads go through a few handles of their own, the most recently used,
+   * so that a long history does not keep a descriptor open per segment.
+   */
+  async readPayload(file: string, position: number, target: Buffer): Promise<void> {
+    for (;;) {
+      const handle = await this.payloadReader(file);
+      try {
+        await readCachedFirst(handle, target, position);
+        return;
+      } catch (err) {
+        // Closed to make room for another segment's handle while this read waited: open again.
+        if (this.payloadReaders.get(file) === handle) throw err;
+      }
     }
+  }
+
+  private async payloadReader(file: string): Promise<fs.FileHandle> {
+    const cached = this.payloadReaders.get(file);
+    if (cached) {
+      // Most recently used last, so the first entry is the one to close.
+      this.payloadReaders.delete(file);
+      this.payloadReaders.set(file, cached);
+      return cached;
+    }
+    const handle = await fs.open(file, 'r');
+    const raced = this.payloadReaders.get(file);
+    if (raced) {
+      await handle.close();
+      return raced;
+    }
+    this.payloadReaders.set(file, handle);
+    while (this.payloadReaders.size > PAYLOAD_READERS) {
+      const [oldest, old] = this.payloadReaders.entries().next().value!;
+      this.payloadReaders.delete(oldest);
+      // Waits for reads under way on it; they then find it gone and open it again.
+      await old.close().catch(() => undefined);
+    }
+    return handle;
+  }
+
+  private async readHandle(file: string): Promise<fs.FileHandle> {
+    const cached = this.readHandles.get(file);
+    if (cached) return cached;
+    const handle = await fs.open(file, 'r');
+    // Two readers may open the same segment at once; one handle is kept, the other closed.
+    const raced = this.readHandles.get(file);
+    if (raced) {
+      await handle.close();
+      return raced;
+    }
+    this.readHandles.set(file, handle);
     return handle;
   }
 
@@ -637,8 +720,10 @@ export class Journal {
     for (const handle of this.rolled) await handle.close().catch(() => undefined);
     this.rolled = [];
     await this.active.close().catch(() => undefined);
-    for (const handle of this.readHandles.values()) await handle.close().catch(() => undefined);
-    this.readHandles.clear();
+    for (const handles of [this.readHandles, this.payloadReaders]) {
+      for (const handle of handles.values()) await handle.close().catch(() => undefined);
+      handles.clear();
+    }
   }
 }
 

@@ -83,9 +83,25 @@ function payloadSize(body: RecordBody): number {
 
 /** Encodes a record into `target` at `at`; returns the number of bytes written. */
 export function encodeRecord(record: JournalRecord, target: Buffer, at = 0): number {
-  const payload = payloadSize(record);
-  const size = HEADER_SIZE + payload;
-  target.writeUInt32LE(payload, at + 4);
+  const head = encodeHead(record, target, at);
+  if (record.type !== RecordType.Write) return head;
+  record.data.copy(target, at + head);
+  return head + record.data.length;
+}
+
+/** Bytes of a record before a Write's data: all of it for other types. */
+export function headSize(body: RecordBody): number {
+  return body.type === RecordType.Write ? WRITE_PAYLOAD_OFFSET : encodedSize(body);
+}
+
+/**
+ * Encodes all of a record but a Write's data into `target` at `at`, with the CRC over the
+ * whole record, data included; returns `headSize(record)`. The journal writes the data from
+ * the caller's buffer beside it, so the payload is never copied in user space.
+ */
+export function encodeHead(record: JournalRecord, target: Buffer, at = 0): number {
+  const head = headSize(record);
+  target.writeUInt32LE(payloadSize(record), at + 4);
   target.writeUInt8(record.type, at + 8);
   target.writeUInt8(0, at + 9);
   target.writeUInt16LE(0, at + 10);
@@ -96,7 +112,6 @@ export function encodeRecord(record: JournalRecord, target: Buffer, at = 0): num
   switch (record.type) {
     case RecordType.Write:
       target.writeBigUInt64LE(BigInt(record.offset), p);
-      record.data.copy(target, p + 8);
       break;
     case RecordType.Zero:
     case RecordType.Trim:
@@ -114,8 +129,10 @@ export function encodeRecord(record: JournalRecord, target: Buffer, at = 0): num
       target.writeBigUInt64LE(BigInt(record.size), p);
       break;
   }
-  target.writeUInt32LE(mask(crc32c(target.subarray(at + 4, at + size))), at);
-  return size;
+  let crc = crc32c(target.subarray(at + 4, at + head));
+  if (record.type === RecordType.Write) crc = crc32c(record.data, crc);
+  target.writeUInt32LE(mask(crc), at);
+  return head;
 }
 
 function writeString(target: Buffer, at: number, text: string): number {

@@ -1,8 +1,8 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { TidemarkError, alreadyExists, busy, classifyError, invalidArgument, notFound, outOfRange } from '../util/errors.js';
-import { readCached } from '../util/cached-read.js';
-import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, cloneFile, fsyncDir, makePrivateDir, readFully } from '../util/files.js';
+import { readCachedFirst } from '../util/cached-read.js';
+import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, cloneFile, fsyncDir, makePrivateDir } from '../util/files.js';
 import type { Logger } from '../util/log.js';
 import type { Clock } from '../util/time.js';
 import { ImageApplier } from './applier.js';
@@ -11,10 +11,10 @@ import { CheckpointWriter, noteDataChange, type CheckpointState, type MarkerMeta
 import type { Extent } from './extents.js';
 import { DirtyTracker } from './generations.js';
 import { IMAGE_FILE, growImage } from './image.js';
-import { Journal, type SegmentSummary } from './journal.js';
+import { Journal, type PayloadPlace, type SegmentSummary } from './journal.js';
 import { VolumeLock, type Held } from './lock.js';
 import { checkName } from './names.js';
-import { overlay } from './pending.js';
+import { overlay, type PendingExtent } from './pending.js';
 import { RecordType, recordExtent, type JournalRecord, type RecordBody, type RecordHeader } from './record.js';
 import { recoverVolume, type RecoveryOptions } from './recovery.js';
 import { covers, removeRestoreRecord, toInterruptedRestore, toRestoreRecord, writeRestoreRecord, type RestoreRecord } from './restore-record.js';
@@ -33,12 +33,6 @@ export const DEFAULT_SEGMENT_SIZE = 64 * 1024 * 1024;
  * means a longer replay after a crash (at most this many segments).
  */
 const SEGMENTS_PER_CHECKPOINT = 4;
-/**
- * Reads up to this size try the page cache on the event-loop thread first (see
- * util/cached-read.ts). A larger one goes to the thread pool whole: copying it inline would
- * hold every other volume's I/O for a millisecond or more.
- */
-const INLINE_READ_BYTES = 1024 * 1024;
 
 /**
  * One volume: a raw sparse image, its journal, its differential bitmaps, snapshots and
@@ -242,7 +236,7 @@ export class Volume {
   }
 
   memoryBytes(): number {
-    return this.tracker.memoryBytes() + this.applier.bytes;
+    return this.tracker.memoryBytes() + this.applier.memoryBytes;
   }
 
   // ---- history: the journal and the bitmaps, as restores and retention see them ----------
@@ -426,14 +420,20 @@ export class Volume {
     this.assertOpen();
     // Taken before the image read: a record the applier writes meanwhile is laid over again,
     // which is harmless; one it dropped before we looked would otherwise be missed.
-    const newer = this.applier.overlapping(offset, target.length);
-    try {
-      const cached = target.length <= INLINE_READ_BYTES ? readCached(this.image.fd, target, offset) : 0;
-      if (cached < target.length) await readFully(this.image, target.subarray(cached), offset + cached);
-    } catch (err) {
-      throw classifyError(err, `reading volume "${this.name}"`);
+    for (;;) {
+      const newer = this.applier.overlapping(offset, target.length);
+      const freed = this.journal.freedSegments;
+      try {
+        await readCachedFirst(this.image, target, offset);
+        await overlay(newer, offset, target, (source, skip, into) => this.journal.readPayload(source.file, source.position + skip, into));
+        return;
+      } catch (err) {
+        // A change pending when this read began can be applied, and its segment freed, while
+        // the read waits; the image then holds it, and reading again finds it there.
+        if (this.journal.freedSegments !== freed) continue;
+        throw classifyError(err, `reading volume "${this.name}"`);
+      }
     }
-    overlay(newer, offset, target);
   }
 
   write(offset: number, data: Buffer, options: WriteOptions = {}): Promise<number> {
@@ -471,29 +471,34 @@ export class Volume {
       record.sequence = this.journal.allocate();
       record.time = this.journal.stamp();
     }
-    // The journal's copy of each payload (append re-points `data` at it) is what the applier
-    // writes later, so the caller may reuse its buffers as soon as this returns.
+    // The applier copies written data from where the journal put it, so the caller may reuse
+    // its buffers as soon as this returns.
+    const places: (PayloadPlace | undefined)[] = [];
     try {
-      await this.journal.append(records);
+      await this.journal.append(records, places);
     } catch (err) {
       // A batch that spans segments can fail after its first part is in the journal; that
       // part must reach the image and the bitmaps too, or the volume would stop being a
       // prefix of its journal (the next checkpoint would count records the image lacks).
-      this.track(records.filter((r) => r.sequence <= this.journal.lastSequence));
+      this.track(records.filter((r) => r.sequence <= this.journal.lastSequence), places);
       throw err;
     }
-    this.track(records);
+    this.track(records, places);
     return records;
   }
 
-  private track(records: JournalRecord[]): void {
+  /** Marks records in the bitmaps and hands them to the applier; `places[i]` is where record i's data lies. */
+  private track(records: JournalRecord[], places: readonly (PayloadPlace | undefined)[]): void {
     if (records.length === 0) return;
-    for (const record of records) {
+    const extents: PendingExtent[] = [];
+    for (let i = 0; i < records.length; i++) {
+      const record = records[i]!;
       const { offset, length } = recordExtent(record);
       this.tracker.mark(offset, length);
       noteDataChange(this.state, record);
+      if (length > 0) extents.push({ sequence: record.sequence, offset, length, source: places[i] });
     }
-    this.applier.add(records);
+    this.applier.add(extents);
   }
 
   /** After each batch: asks for upkeep once enough segments have rolled since the checkpoint. */

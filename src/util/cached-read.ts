@@ -1,4 +1,6 @@
+import type * as fs from 'node:fs/promises';
 import { loadLibc } from './ffi.js';
+import { readFully } from './files.js';
 
 /**
  * Reads that the page cache can serve, done on the calling thread.
@@ -52,4 +54,16 @@ export function readCached(fd: number, target: Buffer, position: number): number
     break;
   }
   return done;
+}
+
+/**
+ * Reads up to this much inline: a larger read that is cached would hold the event loop for
+ * long, and through the thread pool its hand-off costs little beside the copy.
+ */
+const INLINE_READ_BYTES = 1024 * 1024;
+
+/** Reads exactly `target.length` bytes at `position`: what is cached inline, the rest through the pool. */
+export async function readCachedFirst(handle: fs.FileHandle, target: Buffer, position: number): Promise<void> {
+  const cached = target.length <= INLINE_READ_BYTES ? readCached(handle.fd, target, position) : 0;
+  if (cached < target.length) await readFully(handle, target.subarray(cached), position + cached);
 }

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { constants as fsConstants } from 'node:fs';
+import { constants as fsConstants, writevSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { classifyError } from './errors.js';
@@ -179,4 +179,36 @@ export async function writeFully(handle: fs.FileHandle, buffer: Uint8Array, posi
     const { bytesWritten } = await handle.write(buffer, done, buffer.length - done, position + done);
     done += bytesWritten;
   }
+}
+
+/** Writes every buffer of `buffers`, in order, from `position`, looping over short writes. */
+export async function writevFully(handle: fs.FileHandle, buffers: Uint8Array[], position: number): Promise<void> {
+  let left = buffers;
+  let at = position;
+  while (left.length > 0) {
+    const { bytesWritten } = await handle.writev(left, at);
+    at += bytesWritten;
+    left = afterBytes(left, bytesWritten);
+  }
+}
+
+/** The same on the calling thread, for writes small enough that the thread pool costs more. */
+export function writevFullySync(fd: number, buffers: Uint8Array[], position: number): void {
+  let left = buffers;
+  let at = position;
+  while (left.length > 0) {
+    const written = writevSync(fd, left, at);
+    at += written;
+    left = afterBytes(left, written);
+  }
+}
+
+/** What is left of `buffers` once its first `n` bytes are written. */
+function afterBytes(buffers: Uint8Array[], n: number): Uint8Array[] {
+  let i = 0;
+  let skip = n;
+  while (i < buffers.length && skip >= buffers[i]!.length) skip -= buffers[i++]!.length;
+  if (i === buffers.length) return [];
+  if (n === 0 && i === 0) throw new Error('the write made no progress');
+  return [buffers[i]!.subarray(skip), ...buffers.slice(i + 1)];
 }

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { cloneFile, loosePermissions, punchHole } from '../../src/util/files.js';
+import { cloneFile, loosePermissions, punchHole, writevFully, writevFullySync } from '../../src/util/files.js';
 
 let dir: string;
 
@@ -77,5 +77,27 @@ describe('punchHole', () => {
     } finally {
       await handle.close();
     }
+  });
+});
+
+describe('writevFully', () => {
+  // More buffers than one writev call takes (IOV_MAX is 1024), so the helpers must go on
+  // from wherever a call stopped.
+  const buffers = Array.from({ length: 3000 }, (_, i) => Buffer.alloc((i % 7) * 3 + 1, 0x41 + (i % 26)));
+  const expected = Buffer.concat(buffers);
+
+  it('writes every buffer in order, from the thread pool and from the calling thread', async () => {
+    const file = path.join(dir, 'out');
+    const handle = await fs.open(file, 'w+');
+    try {
+      await writevFully(handle, buffers, 5);
+      writevFullySync(handle.fd, buffers, 5 + expected.length);
+    } finally {
+      await handle.close();
+    }
+    const bytes = await fs.readFile(file);
+    expect(bytes.subarray(0, 5)).toEqual(Buffer.alloc(5));
+    expect(bytes.subarray(5, 5 + expected.length).equals(expected)).toBe(true);
+    expect(bytes.subarray(5 + expected.length).equals(expected)).toBe(true);
   });
 });
