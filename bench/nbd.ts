@@ -2,7 +2,14 @@
  * NBD data path benchmark: tidemark against nbdkit's file plugin and qemu-nbd, each serving
  * the same size on its own unix socket, driven by the same clients (nbdcopy, qemu-img
  * bench). Prints a table with the ratios tidemark/nbdkit and tidemark/qemu-nbd next to the
- * design's targets. Timing is reported, never asserted.
+ * design's targets, and a table of the CPU each server spent on each run (read from /proc,
+ * until the server is idle again, so work deferred past the answer counts). Timing is
+ * reported, never asserted.
+ *
+ * --dir puts the servers' files on a filesystem of your choice. The store of a real node is
+ * a filesystem of its own; where the benchmark's default (the temp directory) sits on a root
+ * filesystem with costly block allocation, the journal (which always writes new blocks)
+ * pays for it and the peers, overwriting their images from the second run on, do not.
  *
  *   npm run bench:nbd -- [--quick] [--sizes 512,1024] [--runs N] [--profile | --no-profile]
  *                        [--dir BASE]
@@ -235,6 +242,30 @@ async function writeRandomFile(file: string, size: number): Promise<void> {
     if (!out.write(chunk)) await new Promise<void>((r) => out.once('drain', () => r()));
   }
   await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
+}
+
+/** CPU seconds (user + system, every thread) a process has used, from /proc. */
+async function cpuSeconds(pid: number): Promise<number> {
+  const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name, which is in parentheses and may hold spaces.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+}
+const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
+
+/**
+ * Waits until a server has used no CPU for a while, and returns its CPU seconds then. Work a
+ * server defers past its answer to the client (tidemark's applier copying the journal into
+ * the image) is then charged to the run that caused it.
+ */
+async function cpuWhenIdle(pid: number): Promise<number> {
+  let before = await cpuSeconds(pid);
+  for (;;) {
+    await new Promise((r) => setTimeout(r, 300));
+    const after = await cpuSeconds(pid);
+    if (after - before <= 1.5 / CLOCK_TICKS) return after;
+    before = after;
+  }
 }
 
 function median(values: number[]): number {
@@ -511,17 +542,23 @@ async function measureSize(opts: SizeRun): Promise<void> {
   console.log('');
   console.log(`${size / MiB} MiB exports (random writes: QD1 ${qd1Ops} ops, QD64 ${qd64Ops} ops), load average ${load()}`);
   const results = new Map<string, Map<string, number[]>>();
+  const cpu = new Map<string, Map<string, number[]>>();
   for (const m of measurements) {
     const perTarget = new Map<string, number[]>();
+    const cpuPerTarget = new Map<string, number[]>();
     results.set(m.id, perTarget);
+    cpu.set(m.id, cpuPerTarget);
     for (let r = 0; r < runs; r++) {
       // Servers take turns within a run, so drift over time hits all of them alike.
       for (const t of targets) {
         // Dirty pages a previous server left (an image the page cache still holds) would be
         // written back during the next one's FLUSH and charged to it: start each clean.
         if (m.unit === 'IOPS' || m.id === 'write') await exec('sync', []);
+        const cpuBefore = await cpuWhenIdle(t.process.pid!);
         const value = await m.run(t);
+        const cpuUsed = (await cpuWhenIdle(t.process.pid!)) - cpuBefore;
         perTarget.set(t.name, [...(perTarget.get(t.name) ?? []), value]);
+        cpuPerTarget.set(t.name, [...(cpuPerTarget.get(t.name) ?? []), cpuUsed]);
       }
     }
     const row = targets.map((t) => `${t.name} ${perTarget.get(t.name)!.map((v) => v.toFixed(0)).join('/')}`).join(', ');
@@ -559,6 +596,24 @@ async function measureSize(opts: SizeRun): Promise<void> {
   console.log('');
   console.log('Protocol layers alone, over RAM (no journal, no image, no page cache):');
   printTable(['measurement', 'unit', 'tidemark NBD/RAM', 'nbdkit memory', 'ratio', 'tidemark with engine/over RAM'], layer, [0, 1]);
+
+  // On a shared machine the rates above scatter with the load; the CPU a server spends on the
+  // same work scatters far less, and on a machine where client and servers share the cores
+  // it is what throughput comes down to.
+  const cpuOf = (id: string, name: string) => median(cpu.get(id)!.get(name)!);
+  const cpuRatio = (id: string, a: string, b: string) => {
+    const per = cpu.get(id)!.get(a)!.map((v, i) => v / cpu.get(id)!.get(b)![i]!);
+    return `${median(per).toFixed(2)}x [${Math.min(...per).toFixed(2)}-${Math.max(...per).toFixed(2)}]`;
+  };
+  const cpuRows = measurements.map((m) => [
+    m.label,
+    ...['tidemark', 'nbdkit', 'qemu-nbd'].map((name) => cpuOf(m.id, name).toFixed(2)),
+    cpuRatio(m.id, 'tidemark', 'qemu-nbd'),
+    ...(opts.base ? [cpuOf(m.id, 'tidemark-base').toFixed(2), cpuRatio(m.id, 'tidemark', 'tidemark-base')] : []),
+  ]);
+  console.log('');
+  console.log('Server CPU seconds per run (user + system, all threads, until the server is idle again; lower is better):');
+  printTable(['measurement', 'tidemark', 'nbdkit', 'qemu-nbd', 't/qemu-nbd', ...(opts.base ? ['base', 't/base'] : [])], cpuRows, [0]);
 
   for (const t of targets) await stopServer(t);
   await fs.rm(path.join(dir, 'store'), { recursive: true, force: true });
