@@ -314,6 +314,7 @@ export class Engine {
     return this.volume(name).readInto(offset, target);
   }
 
+  /** The caller may reuse `data` once the promise settles: the journal has it by then, and nothing keeps it. */
   async write(name: string, offset: number, data: Buffer, options?: WriteOptions): Promise<number> {
     return this.volume(name).write(offset, data, options);
   }

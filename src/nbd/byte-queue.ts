@@ -21,8 +21,11 @@ export class ByteQueue {
     this.total += chunk.length;
   }
 
-  /** Removes and returns the next `n` bytes; the caller has checked `length >= n`. */
-  take(n: number): Buffer {
+  /**
+   * Removes and returns the next `n` bytes; the caller has checked `length >= n`. Bytes that
+   * straddle chunks are copied into a buffer from `allocate`.
+   */
+  take(n: number, allocate: (n: number) => Buffer = Buffer.allocUnsafe): Buffer {
     if (n > this.total) throw new RangeError(`take(${n}) with ${this.total} bytes queued`);
     if (n === 0) return Buffer.alloc(0);
     const first = this.chunks[this.head]!;
@@ -32,7 +35,7 @@ export class ByteQueue {
       this.advance(n);
       return view;
     }
-    const out = Buffer.allocUnsafe(n);
+    const out = allocate(n);
     let filled = 0;
     while (filled < n) {
       const chunk = this.chunks[this.head]!;
