@@ -258,6 +258,22 @@ export class ImageApplier {
     if (this.failure) throw this.failure;
   }
 
+  /**
+   * Applies what is pending now (syncing the journal as needed) while writes go on; what
+   * arrives meanwhile may stay pending. A checkpoint drains first, so that the catch-up it
+   * does under the volume lock is short.
+   */
+  async drain(): Promise<void> {
+    const through = this.pending.lastSequence;
+    while (through !== undefined && (this.pending.firstSequence ?? Number.POSITIVE_INFINITY) <= through) {
+      if (this.failure || this.stall || this.stopped) return;
+      this.syncWanted = true;
+      this.kick(true);
+      if (!this.applying) return;
+      await this.applying;
+    }
+  }
+
   /** Lets a round under way finish and starts no other. */
   async stop(): Promise<void> {
     await this.applying?.catch(() => undefined);

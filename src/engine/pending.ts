@@ -56,6 +56,11 @@ export class PendingWrites {
     return this.order.items[this.order.head]?.sequence;
   }
 
+  /** The newest pending change's sequence, or undefined when nothing is pending. */
+  get lastSequence(): number | undefined {
+    return this.count > 0 ? this.order.items[this.order.items.length - 1]!.sequence : undefined;
+  }
+
   /** Adds changes, which must be newer than every one already pending. */
   add(extents: readonly PendingExtent[]): void {
     for (const extent of extents) {

@@ -693,11 +693,13 @@ export class Volume {
   }
 
   /**
-   * The same, holding the lock only to capture the state: the image fdatasync, the slow part,
-   * runs while writes go on (it covers everything applied before it began, which includes
-   * all the captured state says). For upkeep while writes flow.
+   * The same, holding the lock only to capture the state. The applier first catches up with
+   * what is pending while writes go on, and the image fdatasync, the slow part, runs after the
+   * lock is released (it covers everything applied before it began, which includes all the
+   * captured state says). For upkeep while writes flow.
    */
   async checkpointInBackground(): Promise<void> {
+    await this.applier.drain();
     const captured = await this.exclusive(async (held) => (this.changedSinceCheckpoint() ? this.captureCheckpoint(held) : undefined));
     if (captured) await this.checkpoints.persist(captured);
   }
