@@ -424,8 +424,9 @@ export class Volume {
       const newer = this.applier.overlapping(offset, target.length);
       const freed = this.journal.freedSegments;
       try {
-        await readCachedFirst(this.image, target, offset);
-        await overlay(newer, offset, target, (source, skip, into) => this.journal.readPayload(source.file, source.position + skip, into));
+        const reading = readCachedFirst(this.image, target, offset);
+        if (reading) await reading;
+        if (newer.length > 0) await overlay(newer, offset, target, (source, skip, into) => this.journal.readPayload(source.file, source.position + skip, into));
         return;
       } catch (err) {
         // A change pending when this read began can be applied, and its segment freed, while

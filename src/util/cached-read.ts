@@ -62,8 +62,13 @@ export function readCached(fd: number, target: Buffer, position: number): number
  */
 const INLINE_READ_BYTES = 1024 * 1024;
 
-/** Reads exactly `target.length` bytes at `position`: what is cached inline, the rest through the pool. */
-export async function readCachedFirst(handle: fs.FileHandle, target: Buffer, position: number): Promise<void> {
+/**
+ * Reads exactly `target.length` bytes at `position`: what is cached inline, the rest through
+ * the pool. Returns undefined when the page cache held it all, so that the caller need not
+ * wait a turn of the event loop for a read that is done.
+ */
+export function readCachedFirst(handle: fs.FileHandle, target: Buffer, position: number): Promise<void> | undefined {
   const cached = target.length <= INLINE_READ_BYTES ? readCached(handle.fd, target, position) : 0;
-  if (cached < target.length) await readFully(handle, target.subarray(cached), position + cached);
+  if (cached < target.length) return readFully(handle, target.subarray(cached), position + cached);
+  return undefined;
 }
