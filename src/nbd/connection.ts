@@ -3,7 +3,7 @@ import { TidemarkError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import type { NbdBackend } from './backend.js';
 import type { PayloadAccount } from './budget.js';
-import type { BufferPool } from './buffer-pool.js';
+import type { BufferPools } from './buffer-pool.js';
 import { ByteQueue } from './byte-queue.js';
 import { isClientError, nbdErrno } from './errno.js';
 import { greeting, isOptionMagic, parseRequestHeader, simpleReplyHeader, structuredError, structuredHeader, type RequestHeader } from './frames.js';
@@ -104,7 +104,7 @@ export class NbdConnection implements NegotiationHost {
     private readonly backend: NbdBackend,
     private readonly logger: Logger,
     private readonly limits: ConnectionLimits,
-    private readonly pool: BufferPool,
+    private readonly pools: BufferPools,
     private readonly payload: PayloadAccount,
     direct?: DirectExport,
   ) {
@@ -367,7 +367,7 @@ export class NbdConnection implements NegotiationHost {
     // the engine has journaled it (it keeps no reference): fresh 256 KiB buffers per write
     // kept V8's collector busy on a thread of its own.
     let pooled: Buffer | undefined;
-    const data = this.queue.take(header.length, (n) => (pooled = this.pool.acquire(n)));
+    const data = this.queue.take(header.length, (n) => (pooled = this.pools.payloads.acquire(n)));
     this.dispatch(header, data, pooled);
     // A running write has its own charge from track(); a refused one needs none.
     this.payload.give(header.length);
@@ -596,11 +596,11 @@ export class NbdConnection implements NegotiationHost {
     let data: Buffer;
     let pooled = false;
     if (this.backend.readInto) {
-      const buffer = this.pool.acquire(h.length);
+      const buffer = this.pools.replies.acquire(h.length);
       try {
         await this.backend.readInto(volume, h.offset, buffer);
       } catch (err) {
-        this.pool.release(buffer);
+        this.pools.replies.release(buffer);
         throw err;
       }
       data = buffer;
@@ -613,7 +613,7 @@ export class NbdConnection implements NegotiationHost {
     this.payload.take(data.length);
     const done = (sent: boolean) => {
       this.payload.give(data.length);
-      if (sent && pooled) this.pool.release(data);
+      if (sent && pooled) this.pools.replies.release(data);
     };
     if (this.structured) {
       const head = structuredHeader(P.REPLY_FLAG_DONE, P.REPLY_TYPE_OFFSET_DATA, h.handleHi, h.handleLo, 8 + data.length, 8);
@@ -630,7 +630,7 @@ export class NbdConnection implements NegotiationHost {
       await this.backend.write(this.attached!.volume, h.offset, data, { fua });
     } finally {
       // The backend keeps no reference to the data once the write settles.
-      if (pooled) this.pool.release(pooled);
+      if (pooled) this.pools.payloads.release(pooled);
     }
     this.ok(h);
   }

@@ -6,7 +6,7 @@ import { TidemarkError, classifyError, failedPrecondition } from '../util/errors
 import { PRIVATE_FILE_MODE, makePrivateDir, withPrivateUmask } from '../util/files.js';
 import type { Logger } from '../util/log.js';
 import { PayloadBudget } from './budget.js';
-import { BufferPool } from './buffer-pool.js';
+import { BufferPool, type BufferPools } from './buffer-pool.js';
 import { NbdConnection, type ConnectionLimits } from './connection.js';
 
 /** A volume served on a socket the daemon connected itself (the kernel's end of a socketpair). */
@@ -78,8 +78,11 @@ export class NbdServer {
   private readonly maxConnections: number;
   private readonly closeGraceMs: number;
   private readonly logger: Logger;
-  /** Read reply buffers shared by all connections, when the backend can read into them. */
-  private readonly pool = new BufferPool(64 * 1024 * 1024);
+  /**
+   * Read reply buffers shared by all connections (when the backend can read into them), and
+   * buffers for write payloads that arrive split across socket reads.
+   */
+  private readonly pools: BufferPools = { replies: new BufferPool(64 * 1024 * 1024), payloads: new BufferPool(32 * 1024 * 1024) };
   private readonly budget: PayloadBudget;
   private nextId = 1;
   private closing = false;
@@ -188,7 +191,7 @@ export class NbdServer {
       socket.destroy();
       throw new TidemarkError('UNAVAILABLE', 'the NBD server is shutting down');
     }
-    const connection = new NbdConnection(this.nextId++, socket, this.engine, this.logger, this.limits, this.pool, this.budget.account(), { volume, size, readOnly });
+    const connection = new NbdConnection(this.nextId++, socket, this.engine, this.logger, this.limits, this.pools, this.budget.account(), { volume, size, readOnly });
     this.connections.add(connection);
     void connection.closed.then(() => this.connections.delete(connection));
     return { connection: connection.id, closed: connection.closed, resize: (bytes) => connection.resize(bytes) };
@@ -207,7 +210,7 @@ export class NbdServer {
       return;
     }
     if (socket.remoteAddress !== undefined) socket.setKeepAlive(true, 60_000);
-    const connection = new NbdConnection(this.nextId++, socket, this.engine, this.logger, this.limits, this.pool, this.budget.account());
+    const connection = new NbdConnection(this.nextId++, socket, this.engine, this.logger, this.limits, this.pools, this.budget.account());
     this.connections.add(connection);
     this.logger.debug('nbd connection opened', { connection: connection.id, remote: socket.remoteAddress ?? 'unix' });
     void connection.closed.then(() => this.connections.delete(connection));
