@@ -10,17 +10,24 @@ import type { RetentionPolicy, SnapshotInfo } from './types.js';
 
 /**
  * The checkpoint file: a volume's configuration, metadata and differential bitmaps, replaced
- * atomically, with the sequence up to which the image holds the journal. Version 2 carries a
- * CRC32C over everything after it; version 1 (no CRC) is still read, and rewritten as 2 by the
- * next checkpoint. See docs/format.md.
+ * atomically, with the sequence up to which the image holds the journal. Versions 2 and 3
+ * carry a CRC32C over everything after it; versions 1 (no CRC) and 2 are still read, and
+ * rewritten as 3 by the next checkpoint. See docs/format.md.
  */
 export const CHECKPOINT_FILE = 'checkpoint';
 
 const MAGIC_V1 = 'TDMC';
 const MAGIC_V2 = 'TDM2';
+/**
+ * Version 3 has version 2's layout. Its magic says that the journal may hold aligned Write
+ * records (record.ts, ALIGNED_WRITE_TYPE): a tidemark that predates them would take one for
+ * a torn tail and cut the journal there, so it must refuse the volume instead, which an
+ * unknown magic makes it do, changing nothing.
+ */
+const MAGIC_V3 = 'TDM3';
 /** Version 1: magic, JSON length. */
 const HEAD_V1 = 8;
-/** Version 2: magic, CRC32C of bytes 8 to the end, JSON length. */
+/** Versions 2 and 3: magic, CRC32C of bytes 8 to the end, JSON length. */
 const HEAD_V2 = 12;
 
 export interface SnapshotMeta {
@@ -85,7 +92,7 @@ export class CheckpointDamagedError extends TidemarkError {
 export function encodeCheckpoint(state: CheckpointState, bitmaps: Buffer): Buffer {
   const json = Buffer.from(JSON.stringify(state));
   const bytes = Buffer.allocUnsafe(HEAD_V2 + json.length + bitmaps.length);
-  bytes.write(MAGIC_V2, 0, 'latin1');
+  bytes.write(MAGIC_V3, 0, 'latin1');
   bytes.writeUInt32LE(json.length, 8);
   json.copy(bytes, HEAD_V2);
   bitmaps.copy(bytes, HEAD_V2 + json.length);
@@ -99,7 +106,7 @@ export function decodeCheckpoint(bytes: Buffer, file: string): { state: Checkpoi
   const magic = bytes.length >= 4 ? bytes.toString('latin1', 0, 4) : '';
   let head: number;
   let version: number;
-  if (magic === MAGIC_V2) {
+  if (magic === MAGIC_V3 || magic === MAGIC_V2) {
     if (bytes.length < HEAD_V2) throw damaged(`${bytes.length} bytes, shorter than its header`);
     const stored = bytes.readUInt32LE(4);
     const actual = crc32c(bytes.subarray(8));

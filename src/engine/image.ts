@@ -68,6 +68,22 @@ export async function growImage(image: fs.FileHandle, size: number, blockSize: n
   });
 }
 
+/**
+ * Whether the image can share blocks with the journal on this filesystem, so that the journal
+ * should align large writes (Journal.alignLargeWrites): XFS (reflink is the default of
+ * current mkfs.xfs) and btrfs. TIDEMARK_JOURNAL_ALIGN=always|never decides instead, for tests
+ * and for a store where the guess is wrong.
+ */
+export async function blocksShareable(dir: string): Promise<boolean> {
+  const forced = process.env.TIDEMARK_JOURNAL_ALIGN;
+  if (forced === 'always' || forced === 'never') return forced === 'always';
+  const stats = await fs.statfs(dir).catch(() => undefined);
+  return stats !== undefined && (stats.type === XFS_MAGIC || stats.type === BTRFS_MAGIC);
+}
+
+const XFS_MAGIC = 0x58465342;
+const BTRFS_MAGIC = 0x9123683e;
+
 /** statfs magic numbers of filesystems a store is likely to sit on, for messages. */
 const FILESYSTEMS: Record<number, string> = {
   0xef53: 'ext4',

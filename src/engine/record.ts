@@ -19,6 +19,16 @@ import { crc32c } from '../util/crc32c.js';
 export const HEADER_SIZE = 32;
 /** Where a Write record's data starts, from the start of the record: header, then the offset. */
 export const WRITE_PAYLOAD_OFFSET = HEADER_SIZE + 8;
+/**
+ * The on-disk type of an *aligned* Write: offset (8), pad length P (4), P zero bytes, data.
+ * The journal writes one where the data can then start on a filesystem block, so that the
+ * image can share the journal's blocks (a reflink) instead of a copy. In memory it is a Write.
+ */
+export const ALIGNED_WRITE_TYPE = 7;
+/** Where an aligned Write's padding starts, from the start of the record. */
+export const ALIGNED_PAD_OFFSET = HEADER_SIZE + 12;
+/** The block an aligned Write's data starts on; padding is always less. */
+export const ALIGN_BYTES = 4096;
 export const RECORD_MAGIC = 0x54444d4b;
 /** Where the magic lies in a record's header. */
 export const MAGIC_OFFSET = 12;
@@ -61,8 +71,9 @@ export interface RecordHeader {
 const CRC_MASK_DELTA = 0xa282ead8;
 const mask = (crc: number) => ((((crc >>> 15) | (crc << 17)) >>> 0) + CRC_MASK_DELTA) >>> 0;
 
-export function encodedSize(body: RecordBody): number {
-  return HEADER_SIZE + payloadSize(body);
+/** Bytes a record takes; `pad` (a Write only) asks for the aligned form with that much padding. */
+export function encodedSize(body: RecordBody, pad?: number): number {
+  return HEADER_SIZE + payloadSize(body) + (pad === undefined ? 0 : 4 + pad);
 }
 
 function payloadSize(body: RecordBody): number {
@@ -82,16 +93,17 @@ function payloadSize(body: RecordBody): number {
 }
 
 /** Encodes a record into `target` at `at`; returns the number of bytes written. */
-export function encodeRecord(record: JournalRecord, target: Buffer, at = 0): number {
-  const head = encodeHead(record, target, at);
+export function encodeRecord(record: JournalRecord, target: Buffer, at = 0, pad?: number): number {
+  const head = encodeHead(record, target, at, pad);
   if (record.type !== RecordType.Write) return head;
   record.data.copy(target, at + head);
   return head + record.data.length;
 }
 
-/** Bytes of a record before a Write's data: all of it for other types. */
-export function headSize(body: RecordBody): number {
-  return body.type === RecordType.Write ? WRITE_PAYLOAD_OFFSET : encodedSize(body);
+/** Bytes of a record before a Write's data (with `pad`, of the aligned form): all of it for other types. */
+export function headSize(body: RecordBody, pad?: number): number {
+  if (body.type !== RecordType.Write) return encodedSize(body);
+  return pad === undefined ? WRITE_PAYLOAD_OFFSET : ALIGNED_PAD_OFFSET + pad;
 }
 
 /**
@@ -99,10 +111,11 @@ export function headSize(body: RecordBody): number {
  * whole record, data included; returns `headSize(record)`. The journal writes the data from
  * the caller's buffer beside it, so the payload is never copied in user space.
  */
-export function encodeHead(record: JournalRecord, target: Buffer, at = 0): number {
-  const head = headSize(record);
-  target.writeUInt32LE(payloadSize(record), at + 4);
-  target.writeUInt8(record.type, at + 8);
+export function encodeHead(record: JournalRecord, target: Buffer, at = 0, pad?: number): number {
+  const aligned = pad !== undefined && record.type === RecordType.Write;
+  const head = headSize(record, aligned ? pad : undefined);
+  target.writeUInt32LE(payloadSize(record) + (aligned ? 4 + pad : 0), at + 4);
+  target.writeUInt8(aligned ? ALIGNED_WRITE_TYPE : record.type, at + 8);
   target.writeUInt8(0, at + 9);
   target.writeUInt16LE(0, at + 10);
   target.writeUInt32LE(RECORD_MAGIC, at + 12);
@@ -112,6 +125,10 @@ export function encodeHead(record: JournalRecord, target: Buffer, at = 0): numbe
   switch (record.type) {
     case RecordType.Write:
       target.writeBigUInt64LE(BigInt(record.offset), p);
+      if (aligned) {
+        target.writeUInt32LE(pad, p + 8);
+        target.fill(0, p + 12, p + 12 + pad);
+      }
       break;
     case RecordType.Zero:
     case RecordType.Trim:
@@ -142,20 +159,24 @@ function writeString(target: Buffer, at: number, text: string): number {
 }
 
 export type HeaderCheck =
-  | { ok: true; type: RecordType; payloadLength: number; sequence: number; time: number }
+  /** `aligned`: a Write in the aligned form (see ALIGNED_WRITE_TYPE). */
+  | { ok: true; type: RecordType; aligned: boolean; payloadLength: number; sequence: number; time: number }
   | { ok: false; reason: string };
 
 /** Checks the fixed part of a header; the CRC needs the payload and is checked by `decodeRecord`. */
 export function parseHeader(header: Buffer): HeaderCheck {
   if (header.length < HEADER_SIZE) return { ok: false, reason: 'short header' };
   if (header.readUInt32LE(MAGIC_OFFSET) !== RECORD_MAGIC) return { ok: false, reason: 'bad magic' };
-  const type = header.readUInt8(8);
+  const stored = header.readUInt8(8);
+  const aligned = stored === ALIGNED_WRITE_TYPE;
+  const type = aligned ? RecordType.Write : stored;
   if (!(type in RecordType)) return { ok: false, reason: `unknown record type ${type}` };
   const payloadLength = header.readUInt32LE(4);
-  if (payloadLength > MAX_RECORD_PAYLOAD + 8) return { ok: false, reason: 'implausible length' };
+  if (payloadLength > MAX_RECORD_PAYLOAD + 12 + ALIGN_BYTES) return { ok: false, reason: 'implausible length' };
   return {
     ok: true,
     type,
+    aligned,
     payloadLength,
     sequence: Number(header.readBigUInt64LE(16)),
     time: Number(header.readBigUInt64LE(24)),
@@ -173,8 +194,11 @@ export function decodeRecord(bytes: Buffer): { ok: true; record: JournalRecord }
   const base = { sequence: header.sequence, time: header.time };
   try {
     switch (header.type) {
-      case RecordType.Write:
-        return { ok: true, record: { ...base, type: RecordType.Write, offset: Number(p.readBigUInt64LE(0)), data: p.subarray(8) } };
+      case RecordType.Write: {
+        const start = header.aligned ? 12 + p.readUInt32LE(8) : 8;
+        if (start > p.length) return { ok: false, reason: 'padding past payload' };
+        return { ok: true, record: { ...base, type: RecordType.Write, offset: Number(p.readBigUInt64LE(0)), data: p.subarray(start) } };
+      }
       case RecordType.Zero:
       case RecordType.Trim:
         if (p.length !== 16) return { ok: false, reason: 'bad zero payload' };
@@ -216,4 +240,12 @@ export function recordExtent(record: JournalRecord): { offset: number; length: n
     default:
       return { offset: 0, length: 0 };
   }
+}
+
+/**
+ * Where a Write's data starts, from the start of its record, given the first
+ * ALIGNED_PAD_OFFSET bytes of the record (enough for either form).
+ */
+export function writeDataStart(check: { aligned: boolean }, head: Buffer): number {
+  return check.aligned ? ALIGNED_PAD_OFFSET + head.readUInt32LE(WRITE_PAYLOAD_OFFSET) : WRITE_PAYLOAD_OFFSET;
 }

@@ -10,7 +10,7 @@ import { WriteBatcher } from './batcher.js';
 import { CheckpointWriter, noteDataChange, type CheckpointState, type MarkerMeta, type SnapshotMeta } from './checkpoint.js';
 import type { Extent } from './extents.js';
 import { DirtyTracker } from './generations.js';
-import { IMAGE_FILE, growImage } from './image.js';
+import { IMAGE_FILE, blocksShareable, growImage } from './image.js';
 import { Journal, type PayloadPlace, type SegmentSummary } from './journal.js';
 import { VolumeLock, type Held } from './lock.js';
 import { checkName } from './names.js';
@@ -131,6 +131,7 @@ export class Volume {
       markers: [],
     };
     const volume = new Volume(dir, state, journal, image, new DirtyTracker(options.granularity, options.size), logger);
+    journal.alignLargeWrites = await blocksShareable(dir);
     if (initialImage) {
       // A volume that starts with data keeps that data as its origin, so that it can be
       // rewound to the moment it was created like any other volume.
@@ -150,6 +151,7 @@ export class Volume {
   static async open(dir: string, logger: Logger, options: RecoveryOptions = {}): Promise<Volume> {
     const { state, tracker, journal, image, report, interrupted } = await recoverVolume(dir, logger, options);
     const volume = new Volume(dir, state, journal, image, tracker, logger);
+    journal.alignLargeWrites = await blocksShareable(dir);
     volume.interrupted = interrupted;
     if (report.replayed > 0 || report.truncatedBytes > 0) {
       logger.info('volume recovered', { volume: state.name, checkpoint: state.checkpoint, ...report, sequence: journal.lastSequence });
@@ -292,7 +294,7 @@ export class Volume {
 
   /** Reads a write record whole and checks its CRC; throws, naming it, when it is damaged. */
   verifyRecord(header: RecordHeader & { segment: number }): Promise<void> {
-    return this.journal.verifyWrite(header.segment, header.dataPosition, header.length, header.sequence);
+    return this.journal.verifyWrite(header.segment, header);
   }
 
   /** Makes every record journaled so far durable. */

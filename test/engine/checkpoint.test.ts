@@ -56,12 +56,15 @@ describe('checkpoint file format', () => {
   const file = '/store/v/checkpoint';
   const bitmaps = Buffer.from([1, 2, 3, 4, 5, 6, 7, 8]);
 
-  it('reads back what it wrote, starting with TDM2 and a CRC32C', () => {
+  it('reads back what it wrote, starting with TDM3 and a CRC32C', () => {
     const bytes = encodeCheckpoint(sampleState(), bitmaps);
-    expect(bytes.toString('latin1', 0, 4)).toBe('TDM2');
+    expect(bytes.toString('latin1', 0, 4)).toBe('TDM3');
     const { state, bitmaps: back } = decodeCheckpoint(bytes, file);
     expect(state).toEqual(sampleState());
     expect(back).toEqual(bitmaps);
+    // Version 2, written before aligned journal records existed, has the same layout.
+    bytes.write('TDM2', 0, 'latin1');
+    expect(decodeCheckpoint(bytes, file).state).toEqual(sampleState());
   });
 
   it('reads a version 1 file, which has no CRC, as version 2', () => {
@@ -169,7 +172,7 @@ describe('a damaged checkpoint in a store', () => {
     }
   });
 
-  it('opens a volume whose checkpoint is version 1, with its data, bitmaps and metadata, and rewrites it as version 2', async () => {
+  it('opens a volume whose checkpoint is version 1, with its data, bitmaps and metadata, and rewrites it as version 3', async () => {
     await twoVolumes();
     const file = checkpointOf('hurt');
     const { state, bitmaps } = decodeCheckpoint(await fs.readFile(file), file);
@@ -181,7 +184,7 @@ describe('a damaged checkpoint in a store', () => {
       expect(engine.listSnapshots('hurt').map((s) => s.name)).toEqual(['s']);
       expect(engine.diff('hurt', 's')).toEqual([{ offset: 64 * KiB, length: 64 * KiB }]);
       const rewritten = await fs.readFile(file);
-      expect(rewritten.toString('latin1', 0, 4)).toBe('TDM2');
+      expect(rewritten.toString('latin1', 0, 4)).toBe('TDM3');
       expect(decodeCheckpoint(rewritten, file).state).toEqual(state);
     } finally {
       await engine.close();

@@ -1,5 +1,8 @@
 import fc from 'fast-check';
 import {
+  ALIGN_BYTES,
+  ALIGNED_PAD_OFFSET,
+  ALIGNED_WRITE_TYPE,
   HEADER_SIZE,
   MAX_RECORD_PAYLOAD,
   RECORD_MAGIC,
@@ -9,6 +12,7 @@ import {
   encodedSize,
   parseHeader,
   recordExtent,
+  writeDataStart,
   type JournalRecord,
 } from '../../src/engine/record.js';
 import { crc32c } from '../../src/util/crc32c.js';
@@ -55,7 +59,7 @@ describe('journal record codec', () => {
           expect(decoded.record).toEqual(record);
         }
         const header = parseHeader(bytes);
-        expect(header).toEqual({ ok: true, type: record.type, payloadLength: bytes.length - HEADER_SIZE, sequence: record.sequence, time: record.time });
+        expect(header).toEqual({ ok: true, type: record.type, aligned: false, payloadLength: bytes.length - HEADER_SIZE, sequence: record.sequence, time: record.time });
       }),
     );
   });
@@ -110,7 +114,8 @@ describe('journal record codec', () => {
     const badType = reseal(Buffer.from(bytes).fill(9, 8, 9));
     expect(decodeRecord(badType)).toEqual({ ok: false, reason: 'unknown record type 9' });
     const huge = Buffer.from(bytes);
-    huge.writeUInt32LE(MAX_RECORD_PAYLOAD + 9, 4);
+    // The largest payload: the largest data, its offset, and an aligned Write's padding.
+    huge.writeUInt32LE(MAX_RECORD_PAYLOAD + 12 + ALIGN_BYTES + 1, 4);
     expect(decodeRecord(huge)).toEqual({ ok: false, reason: 'implausible length' });
   });
 
@@ -150,5 +155,37 @@ describe('journal record codec', () => {
     expect(recordExtent({ type: RecordType.Trim, offset: 0, length: 1, sequence: 1, time: 0 })).toEqual({ offset: 0, length: 1 });
     expect(recordExtent({ type: RecordType.Marker, name: 'm', group: '', sequence: 1, time: 0 })).toEqual({ offset: 0, length: 0 });
     expect(recordExtent({ type: RecordType.Snapshot, name: 's', sequence: 1, time: 0 })).toEqual({ offset: 0, length: 0 });
+  });
+});
+
+describe('aligned writes', () => {
+  it('decode to the same Write, whatever the padding, with the CRC over padding and data', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 0, maxLength: 9000 }), fc.integer({ min: 0, max: 4095 }), offset, sequence, (bytes, pad, at, seq) => {
+        const record: JournalRecord = { type: RecordType.Write, offset: at, data: Buffer.from(bytes), sequence: seq, time: 7 };
+        const buffer = Buffer.alloc(encodedSize(record, pad));
+        expect(encodeRecord(record, buffer, 0, pad)).toBe(buffer.length);
+        expect(buffer.readUInt8(8)).toBe(ALIGNED_WRITE_TYPE);
+        const header = parseHeader(buffer);
+        expect(header).toMatchObject({ ok: true, type: RecordType.Write, aligned: true, payloadLength: 12 + pad + bytes.length });
+        expect(writeDataStart({ aligned: true }, buffer)).toBe(ALIGNED_PAD_OFFSET + pad);
+        expect(buffer.subarray(ALIGNED_PAD_OFFSET + pad).equals(Buffer.from(bytes))).toBe(true);
+        expect(decodeRecord(buffer)).toEqual({ ok: true, record });
+        // A flipped padding byte fails the CRC like any other.
+        if (pad > 0) {
+          buffer[ALIGNED_PAD_OFFSET]! ^= 1;
+          expect(decodeRecord(buffer)).toEqual({ ok: false, reason: 'crc mismatch' });
+        }
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('refuse padding that runs past the payload', () => {
+    const record: JournalRecord = { type: RecordType.Write, offset: 0, data: Buffer.alloc(10), sequence: 1, time: 0 };
+    const buffer = Buffer.alloc(encodedSize(record, 3));
+    encodeRecord(record, buffer, 0, 3);
+    buffer.writeUInt32LE(100, HEADER_SIZE + 8);
+    expect(decodeRecord(reseal(buffer))).toEqual({ ok: false, reason: 'padding past payload' });
   });
 });
