@@ -717,13 +717,7 @@ export class Journal {
       this.payloadReaders.set(file, cached);
       return cached;
     }
-    const handle = await fs.open(file, 'r');
-    const raced = this.payloadReaders.get(file);
-    if (raced) {
-      await handle.close();
-      return raced;
-    }
-    this.payloadReaders.set(file, handle);
+    const handle = await openOnce(this.payloadReaders, file);
     while (this.payloadReaders.size > PAYLOAD_READERS) {
       const [oldest, old] = this.payloadReaders.entries().next().value!;
       this.payloadReaders.delete(oldest);
@@ -733,18 +727,8 @@ export class Journal {
     return handle;
   }
 
-  private async readHandle(file: string): Promise<fs.FileHandle> {
-    const cached = this.readHandles.get(file);
-    if (cached) return cached;
-    const handle = await fs.open(file, 'r');
-    // Two readers may open the same segment at once; one handle is kept, the other closed.
-    const raced = this.readHandles.get(file);
-    if (raced) {
-      await handle.close();
-      return raced;
-    }
-    this.readHandles.set(file, handle);
-    return handle;
+  private readHandle(file: string): Promise<fs.FileHandle> {
+    return openOnce(this.readHandles, file);
   }
 
   async close(): Promise<void> {
@@ -909,6 +893,23 @@ async function truncate(file: string, size: number): Promise<void> {
   } finally {
     await handle.close();
   }
+}
+
+/**
+ * The handle `handles` keeps for `file`, opened for reading if there is none. Two readers may
+ * open the same segment at once: one handle is kept, the other closed.
+ */
+async function openOnce(handles: Map<string, fs.FileHandle>, file: string): Promise<fs.FileHandle> {
+  const cached = handles.get(file);
+  if (cached) return cached;
+  const handle = await fs.open(file, 'r');
+  const raced = handles.get(file);
+  if (raced) {
+    await handle.close();
+    return raced;
+  }
+  handles.set(file, handle);
+  return handle;
 }
 
 export { recordExtent };
