@@ -558,6 +558,7 @@ export class Journal {
             offset = Number(header.readBigUInt64LE(HEADER_SIZE));
             dataPosition = at + writeDataStart(parsed, header);
             length = at + size - dataPosition;
+            if (length < 0) throw classifyError(new Error(`journal damaged at ${segment.file}:${at}: padding past payload`), 'reading the journal');
           } else if (parsed.type === RecordType.Zero || parsed.type === RecordType.Trim) {
             offset = Number(header.readBigUInt64LE(HEADER_SIZE));
             length = Number(header.readBigUInt64LE(HEADER_SIZE + 8));

@@ -108,7 +108,7 @@ export function headSize(body: RecordBody, pad?: number): number {
 
 /**
  * Encodes all of a record but a Write's data into `target` at `at`, with the CRC over the
- * whole record, data included; returns `headSize(record)`. The journal writes the data from
+ * whole record, data included; returns `headSize(record, pad)`. The journal writes the data from
  * the caller's buffer beside it, so the payload is never copied in user space.
  */
 export function encodeHead(record: JournalRecord, target: Buffer, at = 0, pad?: number): number {

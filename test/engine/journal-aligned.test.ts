@@ -67,6 +67,29 @@ describe('a journal that aligns large writes', () => {
   });
 });
 
+describe('a damaged aligned write', () => {
+  it('fails a reader of headers with the place, rather than a data position past its record', async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'tidemark-aligned-'));
+    try {
+      const journal = await Journal.create(dir, 1 * MiB, silentLogger());
+      journal.alignLargeWrites = true;
+      const [place] = await journal.append([{ type: RecordType.Write, offset: 0, data: fill(64 * KiB, 9), sequence: journal.allocate(), time: journal.stamp() }]);
+      await journal.sync();
+      // The pad length sits 12 bytes before the padding, which ends where the data starts.
+      const file = await fs.open(place!.file, 'r+');
+      const pad = Buffer.alloc(4);
+      await file.read(pad, 0, 4, 40);
+      pad.writeUInt32LE(pad.readUInt32LE(0) + 2 * 64 * KiB);
+      await file.write(pad, 0, 4, 40);
+      await file.close();
+      await expect(collectHeaders(journal, 1)).rejects.toThrow(/journal damaged at .*:0: padding past payload/);
+      await journal.close();
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 async function collectHeaders(journal: Journal, to: number) {
   const out = [];
   for await (const header of journal.headers(1, to)) out.push(header);
