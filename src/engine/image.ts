@@ -78,11 +78,9 @@ export async function blocksShareable(dir: string): Promise<boolean> {
   const forced = process.env.TIDEMARK_JOURNAL_ALIGN;
   if (forced === 'always' || forced === 'never') return forced === 'always';
   const stats = await fs.statfs(dir).catch(() => undefined);
-  return stats !== undefined && (stats.type === XFS_MAGIC || stats.type === BTRFS_MAGIC);
+  const filesystem = stats && FILESYSTEMS[stats.type];
+  return filesystem === 'xfs' || filesystem === 'btrfs';
 }
-
-const XFS_MAGIC = 0x58465342;
-const BTRFS_MAGIC = 0x9123683e;
 
 /** statfs magic numbers of filesystems a store is likely to sit on, for messages. */
 const FILESYSTEMS: Record<number, string> = {

@@ -361,6 +361,7 @@ export class Journal {
       // Each record's padding (aligned Writes) depends on where it lands, so sizes are
       // worked out in order.
       const pads: (number | undefined)[] = [];
+      const sizes: number[] = [];
       let bytes = 0;
       let heads = 0;
       let j = i;
@@ -369,6 +370,7 @@ export class Journal {
         const size = encodedSize(bodies[j]!, pad);
         if (j > i && segment.size + bytes + size > this.segmentSize) break;
         pads.push(pad);
+        sizes.push(size);
         bytes += size;
         heads += headSize(bodies[j]!, pad);
       }
@@ -394,7 +396,7 @@ export class Journal {
         } else {
           places.push(undefined);
         }
-        at += encodedSize(record, pad);
+        at += sizes[k - i]!;
         if (pieceBytes >= WRITE_PIECE_BYTES || k === j - 1) {
           writes.push(this.writePiece(piece, pieceBytes, segment.size + at - pieceBytes));
           piece = [];

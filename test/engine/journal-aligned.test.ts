@@ -20,8 +20,7 @@ describe('a journal that aligns large writes', () => {
   });
 
   it('starts their data on a 4 KiB block, and every reader finds it there, before and after a reopen', async () => {
-    const journal = await Journal.create(dir, 1 * MiB, silentLogger());
-    journal.alignLargeWrites = true;
+    const journal = await alignedJournal(dir);
     const write = (offset: number, data: Buffer): JournalRecord => ({ type: RecordType.Write, offset, data, sequence: journal.allocate(), time: journal.stamp() });
     const records: JournalRecord[] = [
       write(0, fill(5, 1)), // small: plain form
@@ -65,28 +64,20 @@ describe('a journal that aligns large writes', () => {
       await reopened.close();
     }
   });
-});
 
-describe('a damaged aligned write', () => {
-  it('fails a reader of headers with the place, rather than a data position past its record', async () => {
-    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'tidemark-aligned-'));
-    try {
-      const journal = await Journal.create(dir, 1 * MiB, silentLogger());
-      journal.alignLargeWrites = true;
-      const [place] = await journal.append([{ type: RecordType.Write, offset: 0, data: fill(64 * KiB, 9), sequence: journal.allocate(), time: journal.stamp() }]);
-      await journal.sync();
-      // The pad length sits 12 bytes before the padding, which ends where the data starts.
-      const file = await fs.open(place!.file, 'r+');
-      const pad = Buffer.alloc(4);
-      await file.read(pad, 0, 4, 40);
-      pad.writeUInt32LE(pad.readUInt32LE(0) + 2 * 64 * KiB);
-      await file.write(pad, 0, 4, 40);
-      await file.close();
-      await expect(collectHeaders(journal, 1)).rejects.toThrow(/journal damaged at .*:0: padding past payload/);
-      await journal.close();
-    } finally {
-      await fs.rm(dir, { recursive: true, force: true });
-    }
+  it('fails a reader of headers where a damaged pad length runs past its record, naming the place', async () => {
+    const journal = await alignedJournal(dir);
+    const [place] = await journal.append([{ type: RecordType.Write, offset: 0, data: fill(64 * KiB, 9), sequence: journal.allocate(), time: journal.stamp() }]);
+    await journal.sync();
+    // An aligned record's pad length follows its header and offset, at byte 40.
+    const file = await fs.open(place!.file, 'r+');
+    const pad = Buffer.alloc(4);
+    await file.read(pad, 0, 4, 40);
+    pad.writeUInt32LE(pad.readUInt32LE(0) + 2 * 64 * KiB);
+    await file.write(pad, 0, 4, 40);
+    await file.close();
+    await expect(collectHeaders(journal, 1)).rejects.toThrow(/journal damaged at .*:0: padding past payload/);
+    await journal.close();
   });
 });
 
@@ -94,4 +85,10 @@ async function collectHeaders(journal: Journal, to: number) {
   const out = [];
   for await (const header of journal.headers(1, to)) out.push(header);
   return out;
+}
+
+async function alignedJournal(dir: string): Promise<Journal> {
+  const journal = await Journal.create(dir, 1 * MiB, silentLogger());
+  journal.alignLargeWrites = true;
+  return journal;
 }
