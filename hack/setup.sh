@@ -10,7 +10,7 @@ declare -A tools=(
   [qemu-io]=qemu-utils [qemu-img]=qemu-utils [qemu-nbd]=qemu-utils
   [nbdkit]=nbdkit [nbdinfo]=libnbd-bin [nbdcopy]=libnbd-bin [nbdfuse]=libnbd-bin
   [nbd-client]=nbd-client [fusermount3]=fuse3 [mkfs.ext4]=e2fsprogs [mkfs.xfs]=xfsprogs
-  [losetup]=mount [fallocate]=util-linux [blkid]=util-linux [shellcheck]=shellcheck
+  [losetup]=mount [fallocate]=util-linux [blkid]=util-linux [fincore]=util-linux-extra [shellcheck]=shellcheck
   # hack/local-cluster.sh: a private containerd with runc, bridge CNI, the kubelet's helpers,
   # and the static busybox of its test image.
   [containerd]=containerd [runc]=runc [/usr/lib/cni/bridge]=containernetworking-plugins

@@ -7,7 +7,8 @@ export interface WriteRequest {
   fd: number;
   /**
    * Four numbers per write: the descriptor to copy from (-1: write zeros), the position
-   * there, the length, and the position in the image.
+   * there, the length, and the position in the image. What is copied from must be durable:
+   * once copied, the worker drops it from the page cache.
    */
   table: Float64Array;
 }

@@ -4,6 +4,16 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ImageWriter, WriteTable } from '../../src/engine/image-writer.js';
+import { needing, tool } from '../support/requirements.js';
+
+/** fincore tells how much of a file the page cache holds. */
+const withFincore = needing([tool('fincore', 'apt-get install util-linux-extra')]);
+
+function cachedBytes(file: string): number {
+  const out = spawnSync('fincore', ['--bytes', '--noheadings', '--output', 'RES', file], { encoding: 'utf8' });
+  if (out.status !== 0) throw new Error(`fincore failed: ${out.stderr}`);
+  return Number(out.stdout.trim());
+}
 
 /** A table from rows of [source descriptor or -1 for zeros, source position, length, image position]. */
 const table = (...rows: [number, number, number, number][]): WriteTable => {
@@ -92,6 +102,40 @@ describe('image writer thread', () => {
     const bytes = await fs.readFile(path.join(dir, 'image'));
     expect(bytes.subarray(0, 4).toString()).toBe('AAAA');
     expect(bytes.subarray(7).equals(big.subarray(1))).toBe(true);
+  });
+
+  withFincore.it('drops the journal bytes it copied from the page cache, and only those', async () => {
+    const MiB = 1024 * 1024;
+    const file = path.join(dir, 'segment');
+    const bytes = Buffer.alloc(8 * MiB);
+    for (let i = 0; i < bytes.length; i += 4096) bytes.write(`page ${i / 4096}`, i);
+    const segment = await fs.open(file, 'w+');
+    const handle = await fs.open(path.join(dir, 'image'), 'w+');
+    try {
+      await segment.write(bytes, 0, bytes.length, 0);
+      // Durable, as the applier's sources are: the kernel drops only clean pages.
+      await segment.datasync();
+      expect(cachedBytes(file)).toBe(8 * MiB);
+      // Records a header apart, small and large ones, from 1 MiB + 40 to about 6 MiB.
+      const rows: [number, number, number, number][] = [];
+      let from = MiB + 40;
+      for (const length of [4096, 60 * 1024, 2 * MiB, 4096, 3 * MiB + 1000]) {
+        rows.push([segment.fd, from, length, from]);
+        from += length + 40;
+      }
+      const end = from - 40;
+      await writer.write(handle.fd, table(...rows));
+      // The segment's pages before the last byte copied are gone, but for the page (or large
+      // folio, up to 2 MiB) that holds it; the pages after it stay.
+      const cached = cachedBytes(file);
+      expect(cached).toBeGreaterThanOrEqual(8 * MiB - Math.ceil(end / 4096) * 4096);
+      expect(cached).toBeLessThanOrEqual(8 * MiB - end + 2 * MiB);
+      const image = await fs.readFile(path.join(dir, 'image'));
+      for (const [, at, length] of rows) expect(image.subarray(at, at + length).equals(bytes.subarray(at, at + length))).toBe(true);
+    } finally {
+      await handle.close();
+      await segment.close();
+    }
   });
 
   it('writes zero runs longer than its zero buffer', async () => {
