@@ -101,6 +101,15 @@ export class DaemonMetrics {
         this.set(nbd.load().bufferedBytes);
       },
     });
+    new Counter({
+      name: 'tidemark_nbd_read_bytes_sent_from_file_total',
+      help: 'Read reply bytes sent from image files with sendfile, never copied through the daemon; 0 where the kernel lacks cachestat (before 6.5).',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(nbd.load().sentFromFileBytes);
+      },
+    });
   }
 
   /** Wraps the NBD backend so that data-path traffic is counted per volume. */
@@ -110,6 +119,7 @@ export class DaemonMetrics {
       bytes?.inc({ volume }, length);
     };
     const readInto = backend.readInto?.bind(backend);
+    const cachedImageRange = backend.cachedImageRange?.bind(backend);
     return {
       ...bindAll(backend),
       read: async (name, offset, length) => {
@@ -122,6 +132,16 @@ export class DaemonMetrics {
             readInto: async (name: string, offset: number, target: Buffer) => {
               await readInto(name, offset, target);
               count(name, 'read', this.readBytes, target.length);
+            },
+          }
+        : {}),
+      ...(cachedImageRange
+        ? {
+            // A descriptor given is a read answered from it, at once.
+            cachedImageRange: (name: string, offset: number, length: number) => {
+              const fd = cachedImageRange(name, offset, length);
+              if (fd !== undefined) count(name, 'read', this.readBytes, length);
+              return fd;
             },
           }
         : {}),

@@ -314,6 +314,11 @@ export class Engine {
     return this.volume(name).readInto(offset, target);
   }
 
+  /** See Volume.cachedImageRange: the image's descriptor when a read may be sent from the file, synchronously. */
+  cachedImageRange(name: string, offset: number, length: number): number | undefined {
+    return this.volume(name).cachedImageRange(offset, length);
+  }
+
   /** The caller may reuse `data` once the promise settles: the journal has it by then, and nothing keeps it. */
   async write(name: string, offset: number, data: Buffer, options?: WriteOptions): Promise<number> {
     return this.volume(name).write(offset, data, options);

@@ -2,6 +2,7 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { TidemarkError, alreadyExists, busy, classifyError, invalidArgument, notFound, outOfRange } from '../util/errors.js';
 import { readCachedFirst } from '../util/cached-read.js';
+import { wholeInCache } from '../util/send-file.js';
 import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, cloneFile, fsyncDir, makePrivateDir } from '../util/files.js';
 import type { Logger } from '../util/log.js';
 import type { Clock } from '../util/time.js';
@@ -437,6 +438,19 @@ export class Volume {
         throw classifyError(err, `reading volume "${this.name}"`);
       }
     }
+  }
+
+  /**
+   * The image's descriptor when, at this moment, the image alone holds [offset, offset +
+   * length) as reads see it (no pending change lies over it) and the page cache holds all of
+   * it: a caller may then send those bytes from the file without waiting for the disk. Valid
+   * only until the caller next yields to the event loop.
+   */
+  cachedImageRange(offset: number, length: number): number | undefined {
+    this.checkRange(offset, length, 'read');
+    this.assertOpen();
+    if (this.applier.overlapping(offset, length).length > 0) return undefined;
+    return wholeInCache(this.image.fd, offset, length) ? this.image.fd : undefined;
   }
 
   write(offset: number, data: Buffer, options: WriteOptions = {}): Promise<number> {

@@ -14,4 +14,10 @@ export type NbdBackend = Pick<
    * come from a pool of reused buffers instead of a fresh allocation per request.
    */
   readInto?(name: string, offset: number, target: Buffer): Promise<void>;
+  /**
+   * Optional: the descriptor of a file that holds a read's bytes right now, in the page
+   * cache, or undefined. The server then sends the reply from the file (sendfile) before it
+   * next yields, and the bytes never pass through its memory.
+   */
+  cachedImageRange?(name: string, offset: number, length: number): number | undefined;
 };

@@ -1,6 +1,8 @@
 import type { Socket } from 'node:net';
+import { readNow } from '../util/cached-read.js';
 import { TidemarkError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
+import { growSendBuffer, sendFileAvailable, sendFromFile, socketDescriptor, writeSome } from '../util/send-file.js';
 import type { NbdBackend } from './backend.js';
 import type { PayloadAccount } from './budget.js';
 import type { BufferPools } from './buffer-pool.js';
@@ -31,6 +33,14 @@ export interface ConnectionLimits {
   maxOptions: number;
 }
 
+/**
+ * The kernel send buffer asked for on each client socket (Linux doubles it). Measured with
+ * 512 MiB sequential reads (nbdcopy, 64 requests of 256 KiB in flight): with the default
+ * 208 KiB most replies found the socket busy and took the copying path, and the run took
+ * 0.24-0.54 s; with 1 MiB, 0.18-0.20 s; with 4 MiB, 0.13-0.18 s. Pages sent from the file
+ * are the page cache's own, so the buffer costs memory only for copied replies.
+ */
+const REPLY_SOCKET_BUFFER_BYTES = 2 * 1024 * 1024;
 /** Option data longer than this is read past unkept and refused with NBD_REP_ERR_TOO_BIG. */
 const MAX_OPTION_BYTES = 64 * 1024;
 const COMMAND_NAMES = ['read', 'write', 'disconnect', 'flush', 'trim', 'cache', 'write-zeroes', 'block-status'];
@@ -77,6 +87,11 @@ export class NbdConnection implements NegotiationHost {
   private phase: Phase = 'greeting';
   private attached: Attached | undefined;
   private structured = false;
+  /**
+   * The socket's descriptor, for replies sent with sendfile; undefined where Node does not
+   * show it (then every reply goes through the socket object).
+   */
+  private readonly socketFd: number | undefined;
   private pendingOption: { option: number; length: number } | undefined;
   private pendingWrite: RequestHeader | undefined;
   private skipRemaining = 0;
@@ -90,6 +105,7 @@ export class NbdConnection implements NegotiationHost {
   private corked = false;
   private lastErrorLog = 0;
   private suppressedErrors = 0;
+  private fileBytes = 0;
   /** Socket writes completed: how the reply watchdog sees a client reading. */
   private writesDone = 0;
   private replyWatch: { timer: NodeJS.Timeout; writesDone: number } | undefined;
@@ -109,6 +125,8 @@ export class NbdConnection implements NegotiationHost {
     direct?: DirectExport,
   ) {
     this.holder = `nbd:${id}`;
+    this.socketFd = sendFileAvailable() ? socketDescriptor(socket) : undefined;
+    if (this.socketFd !== undefined) growSendBuffer(this.socketFd, REPLY_SOCKET_BUFFER_BYTES);
     this.negotiation = new Negotiation(backend, logger, limits.maxRequestBytes, this);
     this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
@@ -150,6 +168,11 @@ export class NbdConnection implements NegotiationHost {
   }
 
   /** Requests handed to the engine and not finished. */
+  /** Read reply bytes sent from the image file (sendfile) rather than from a buffer. */
+  get sentFromFile(): number {
+    return this.fileBytes;
+  }
+
   get running(): number {
     return this.inflight;
   }
@@ -511,6 +534,7 @@ export class NbdConnection implements NegotiationHost {
         if (h.length > max) return this.fail(h, P.NBD_EINVAL, `read of ${h.length} bytes exceeds the maximum of ${max}`);
         if (end > size) return this.fail(h, P.NBD_EINVAL, outside(h, size));
         if (h.length === 0) return this.ok(h);
+        if (this.sendFromImage(h)) return;
         return this.track(h, h.length, this.read(h));
       case P.Command.Write:
         if ((h.flags & ~P.CMD_FLAG_FUA) !== 0) return this.badFlags(h);
@@ -615,14 +639,62 @@ export class NbdConnection implements NegotiationHost {
       this.payload.give(data.length);
       if (sent && pooled) this.pools.replies.release(data);
     };
-    if (this.structured) {
-      const head = structuredHeader(P.REPLY_FLAG_DONE, P.REPLY_TYPE_OFFSET_DATA, h.handleHi, h.handleLo, 8 + data.length, 8);
-      head.writeUInt32BE(Math.floor(h.offset / 0x1_0000_0000), P.STRUCTURED_HEADER_BYTES);
-      head.writeUInt32BE(h.offset >>> 0, P.STRUCTURED_HEADER_BYTES + 4);
-      this.sendWith(head, data, done);
-    } else {
-      this.sendWith(simpleReplyHeader(0, h.handleHi, h.handleLo), data, done);
+    this.sendWith(this.readReplyHead(h), data, done);
+  }
+
+  /** The reply header of a successful read of `h`. */
+  private readReplyHead(h: RequestHeader): Buffer {
+    if (!this.structured) return simpleReplyHeader(0, h.handleHi, h.handleLo);
+    const head = structuredHeader(P.REPLY_FLAG_DONE, P.REPLY_TYPE_OFFSET_DATA, h.handleHi, h.handleLo, 8 + h.length, 8);
+    head.writeUInt32BE(Math.floor(h.offset / 0x1_0000_0000), P.STRUCTURED_HEADER_BYTES);
+    head.writeUInt32BE(h.offset >>> 0, P.STRUCTURED_HEADER_BYTES + 4);
+    return head;
+  }
+
+  /**
+   * Answers a read from the image file with sendfile, when nothing is queued on the socket
+   * and the backend says the file holds the bytes in the page cache; false when it cannot,
+   * and the read takes the usual way. All of it runs before the next turn of the event loop,
+   * so no write changes the bytes between the check and the send, and no other reply can
+   * come between the header and its data. What the socket does not take at once is read
+   * from the (cached) file and queued like any reply.
+   */
+  private sendFromImage(h: RequestHeader): boolean {
+    const fd = this.socketFd;
+    if (fd === undefined || !this.backend.cachedImageRange || this.socket.writableLength > 0 || this.socket.destroyed) return false;
+    let image: number | undefined;
+    try {
+      image = this.backend.cachedImageRange(this.attached!.volume, h.offset, h.length);
+    } catch {
+      return false; // the usual path reports it
     }
+    if (image === undefined) return false;
+    const head = this.readReplyHead(h);
+    let headSent = 0;
+    let dataSent = 0;
+    let rest: Buffer | undefined;
+    try {
+      headSent = writeSome(fd, head);
+      if (headSent === head.length) dataSent = sendFromFile(fd, image, h.offset, h.length);
+      if (dataSent < h.length) readNow(image, (rest = this.pools.replies.acquire(h.length - dataSent)), h.offset + dataSent);
+    } catch (err) {
+      if (rest) this.pools.replies.release(rest);
+      if (headSent === 0) return false;
+      // Part of a reply is on the wire: the stream cannot be put right.
+      this.logger.warn('nbd read reply failed midway; disconnecting', { volume: this.attached!.volume, connection: this.id, error: (err as Error).message });
+      this.socket.destroy();
+      return true;
+    }
+    this.writesDone++;
+    this.fileBytes += dataSent;
+    if (!rest) return true;
+    const queued = rest;
+    this.payload.take(queued.length);
+    this.sendWith(head.subarray(headSent), queued, (written) => {
+      this.payload.give(queued.length);
+      if (written) this.pools.replies.release(queued);
+    });
+    return true;
   }
 
   private async write(h: RequestHeader, data: Buffer, fua: boolean, pooled?: Buffer): Promise<void> {

@@ -55,6 +55,8 @@ export interface NbdLoad {
   pausedConnections: number;
   /** Requests handed to the engine and not finished. */
   runningRequests: number;
+  /** Read reply bytes sent from image files with sendfile since the server started. */
+  sentFromFileBytes: number;
 }
 
 /** A connected client, for status output. */
@@ -85,6 +87,8 @@ export class NbdServer {
   private readonly pools: BufferPools = { replies: new BufferPool(64 * 1024 * 1024), payloads: new BufferPool(32 * 1024 * 1024) };
   private readonly budget: PayloadBudget;
   private nextId = 1;
+  /** sentFromFile of the connections that have closed. */
+  private closedSentFromFile = 0;
   private closing = false;
   private closed: Promise<void> | undefined;
 
@@ -148,11 +152,20 @@ export class NbdServer {
   load(): NbdLoad {
     let paused = 0;
     let running = 0;
+    let sentFromFile = this.closedSentFromFile;
     for (const c of this.connections) {
       if (c.paused) paused++;
       running += c.running;
+      sentFromFile += c.sentFromFile;
     }
-    return { bufferedBytes: this.budget.bytes, budgetBytes: this.budget.limit, connections: this.connections.size, pausedConnections: paused, runningRequests: running };
+    return {
+      bufferedBytes: this.budget.bytes,
+      budgetBytes: this.budget.limit,
+      connections: this.connections.size,
+      pausedConnections: paused,
+      runningRequests: running,
+      sentFromFileBytes: sentFromFile,
+    };
   }
 
   /** Clients connected now. */
@@ -192,8 +205,7 @@ export class NbdServer {
       throw new TidemarkError('UNAVAILABLE', 'the NBD server is shutting down');
     }
     const connection = new NbdConnection(this.nextId++, socket, this.engine, this.logger, this.limits, this.pools, this.budget.account(), { volume, size, readOnly });
-    this.connections.add(connection);
-    void connection.closed.then(() => this.connections.delete(connection));
+    this.adopt(connection);
     return { connection: connection.id, closed: connection.closed, resize: (bytes) => connection.resize(bytes) };
   }
 
@@ -211,9 +223,16 @@ export class NbdServer {
     }
     if (socket.remoteAddress !== undefined) socket.setKeepAlive(true, 60_000);
     const connection = new NbdConnection(this.nextId++, socket, this.engine, this.logger, this.limits, this.pools, this.budget.account());
-    this.connections.add(connection);
+    this.adopt(connection);
     this.logger.debug('nbd connection opened', { connection: connection.id, remote: socket.remoteAddress ?? 'unix' });
-    void connection.closed.then(() => this.connections.delete(connection));
+  }
+
+  private adopt(connection: NbdConnection): void {
+    this.connections.add(connection);
+    void connection.closed.then(() => {
+      this.connections.delete(connection);
+      this.closedSentFromFile += connection.sentFromFile;
+    });
   }
 }
 

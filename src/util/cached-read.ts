@@ -1,3 +1,4 @@
+import { readSync } from 'node:fs';
 import type * as fs from 'node:fs/promises';
 import { loadLibc } from './ffi.js';
 import { readFully } from './files.js';
@@ -71,4 +72,18 @@ export function readCachedFirst(handle: fs.FileHandle, target: Buffer, position:
   const cached = target.length <= INLINE_READ_BYTES ? readCached(handle.fd, target, position) : 0;
   if (cached < target.length) return readFully(handle, target.subarray(cached), position + cached);
   return undefined;
+}
+
+/**
+ * Reads exactly `target.length` bytes at `position` on this thread, for a caller that has
+ * just seen the range in the page cache: what is still cached without waiting, and the rest
+ * (pages evicted since) with a blocking read.
+ */
+export function readNow(fd: number, target: Buffer, position: number): void {
+  let done = readCached(fd, target, position);
+  while (done < target.length) {
+    const n = readSync(fd, target, done, target.length - done, position + done);
+    if (n === 0) throw Object.assign(new Error(`the file ends at byte ${position + done}, before the bytes to send`), { code: 'EIO' });
+    done += n;
+  }
 }

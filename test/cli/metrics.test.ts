@@ -6,6 +6,7 @@ import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { CMD, TestClient } from '../nbd/fixtures/nbd-client.js';
+import { sendFileAvailable } from '../../src/util/send-file.js';
 import { DaemonProcess, pattern, tidemark } from './harness.js';
 
 const MiB = 1024 * 1024;
@@ -63,6 +64,13 @@ describe('metrics and health', () => {
       expect(sample(text, 'tidemark_journal_segments{volume="m1"}')).toBeGreaterThanOrEqual(1);
       expect(sample(text, 'tidemark_journal_sync_duration_seconds_count')).toBeGreaterThanOrEqual(1);
       expect(sample(text, 'tidemark_volume_recovery_window_start_seconds{volume="m1"}')).toBeGreaterThan(1_700_000_000);
+      // Once the image holds the data (a snapshot catches it up), a read is sent from the
+      // file where the kernel allows it, and counted once either way.
+      expect((await tm(['snapshot', 'create', 'm1', 'applied'])).code).toBe(0);
+      expect((await client.readAt(4096, 64 * 1024)).data?.equals(pattern(MiB, 1).subarray(4096, 4096 + 64 * 1024))).toBe(true);
+      const after = await (await fetch(`${base}/metrics`)).text();
+      expect(sample(after, 'tidemark_volume_read_bytes_total{volume="m1"}')).toBe(4096 + 64 * 1024);
+      expect(sample(after, 'tidemark_nbd_read_bytes_sent_from_file_total')).toBe(sendFileAvailable() ? 64 * 1024 : 0);
     } finally {
       client.close();
     }

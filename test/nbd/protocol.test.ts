@@ -3,6 +3,8 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { NbdServer } from '../../src/nbd/index.js';
 import { silentLogger } from '../../src/util/log.js';
+import { sendFileAvailable } from '../../src/util/send-file.js';
+import { needing } from '../support/requirements.js';
 import { CMD, CMD_FLAG, ERR, OPT, REP, TFLAG, TestClient, infoRequest, metaRequest } from './fixtures/nbd-client.js';
 import { KiB, MiB, patternBytes, sleep, startHarness, type Harness } from './fixtures/harness.js';
 
@@ -381,6 +383,42 @@ describe('many connections and volumes at once', () => {
     for (const { client } of sessions) client.close();
     await Promise.all(sessions.map((s) => s.client.closed));
     for (const v of volumes) await h.waitUnheld(v);
+  });
+});
+
+/** Replies from the image file need cachestat: a property of the host's kernel, not of setup. */
+const fromFile = needing([{ what: 'a kernel with cachestat(2)', present: sendFileAvailable, install: 'Linux 6.5 or later', optional: true }]);
+
+fromFile.describe('read replies sent from the image file', () => {
+  test.each([false, true])('come whole and right, larger than the socket takes at once, and under new writes (structured %s)', async (structured) => {
+    const volume = `from-file-${structured}`;
+    await h.engine.createVolume(volume, { size: 24 * MiB });
+    const { client } = await TestClient.open(h.socket, volume, { structured });
+    try {
+      const data = patternBytes(20 * MiB, structured ? 7 : 8);
+      for (let at = 0; at < data.length; at += 4 * MiB) expect((await client.write(at, data.subarray(at, at + 4 * MiB))).error).toBe(0);
+      // A snapshot brings the image up to date, so that no pending change lies over it.
+      await h.engine.createSnapshot(volume, 'applied');
+      const before = h.server.load().sentFromFileBytes;
+      // 16 MiB in one reply is more than the socket's buffer: part goes by sendfile, the
+      // rest from a buffer; then many small replies at once, most finding the socket busy.
+      const whole = await client.readAt(MiB, 16 * MiB);
+      expect(whole.data!.equals(data.subarray(MiB, 17 * MiB))).toBe(true);
+      const small = await Promise.all(Array.from({ length: 64 }, (_, i) => client.readAt(i * 300 * KiB + 17, 4 * KiB + i)));
+      small.forEach((r, i) => expect(r.data!.equals(data.subarray(i * 300 * KiB + 17, i * 300 * KiB + 17 + 4 * KiB + i))).toBe(true));
+      expect(h.server.load().sentFromFileBytes).toBeGreaterThan(before);
+      // A change not yet in the image is laid over it: those reads take the other way.
+      const newer = patternBytes(96 * KiB, 99);
+      expect((await client.write(2 * MiB + 5, newer)).error).toBe(0);
+      const mixed = await client.readAt(2 * MiB, 128 * KiB);
+      expect(mixed.data!.subarray(5, 5 + newer.length).equals(newer)).toBe(true);
+      expect(mixed.data!.subarray(0, 5).equals(data.subarray(2 * MiB, 2 * MiB + 5))).toBe(true);
+      expect(mixed.data!.subarray(5 + newer.length).equals(data.subarray(2 * MiB + 5 + newer.length, 2 * MiB + 128 * KiB))).toBe(true);
+    } finally {
+      client.close();
+      await client.closed;
+      await h.waitUnheld(volume);
+    }
   });
 });
 

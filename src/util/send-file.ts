@@ -1,0 +1,138 @@
+import { writeSync } from 'node:fs';
+import type { Socket } from 'node:net';
+import { constants } from 'node:os';
+import { loadLibc, type KoffiFunction } from './ffi.js';
+
+/**
+ * Sending file bytes to a socket without passing them through this process: sendfile(2),
+ * guarded by cachestat(2) so that it never waits for the disk on the event loop.
+ *
+ * Why: a read reply through user space costs two copies on the main thread (page cache to a
+ * buffer, buffer to the socket), and measured on 512 MiB sequential reads those two copies
+ * were nearly half of the server's samples. sendfile to a unix socket hands the page cache's
+ * pages to the socket (Linux 6.5 and later splice them), so the only copy left is the
+ * client's own.
+ *
+ * sendfile reads the file where it is not cached, blocking: hence the cachestat check first,
+ * and where cachestat is missing (kernels before 6.5) the whole path is off.
+ */
+
+/** cachestat(2)'s number on x86-64 and arm64 (include/uapi/asm-generic/unistd.h). */
+const SYS_CACHESTAT = 451;
+const PAGE = 4096;
+/** What the calls answer where they cannot work at all: then the path is off for good. */
+const UNSUPPORTED = new Set([22 /* EINVAL */, 38 /* ENOSYS */, 95 /* EOPNOTSUPP */]);
+const EAGAIN = 11;
+const EBADF = 9;
+const ERRNO_NAMES = new Map(Object.entries(constants.errno).map(([name, value]) => [value, name]));
+
+let sendfile: KoffiFunction | undefined;
+let syscall: KoffiFunction | undefined;
+let setsockopt: KoffiFunction | undefined;
+let errno: () => number = () => 0;
+let available: boolean | undefined;
+const range = new BigUint64Array(2);
+/** nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted. */
+const stat = new BigUint64Array(5);
+const at = new BigInt64Array(1);
+
+function load(): boolean {
+  if (available !== undefined) return available;
+  if (process.arch !== 'x64' && process.arch !== 'arm64') return (available = false);
+  const ffi = loadLibc();
+  if (ffi instanceof Error) return (available = false);
+  sendfile = ffi.libc.func('intptr_t sendfile(int out_fd, int in_fd, _Inout_ int64_t *offset, size_t count)');
+  syscall = ffi.libc.func('long syscall(long number, ...)');
+  setsockopt = ffi.libc.func('int setsockopt(int fd, int level, int name, int32_t *value, uint32_t length)');
+  errno = () => ffi.koffi.errno();
+  // On no descriptor, a kernel with cachestat answers EBADF; one without, ENOSYS.
+  const probe = syscall(SYS_CACHESTAT, 'int', -1, 'uint64_t *', range, 'uint64_t *', stat, 'unsigned int', 0);
+  return (available = probe === 0 || errno() === EBADF);
+}
+
+/** Whether every page of [offset, offset + length) of `fd` is in the page cache now. */
+export function wholeInCache(fd: number, offset: number, length: number): boolean {
+  if (!load()) return false;
+  const first = Math.floor(offset / PAGE);
+  const pages = Math.ceil((offset + length) / PAGE) - first;
+  range[0] = BigInt(first * PAGE);
+  range[1] = BigInt(pages * PAGE);
+  const result = syscall!(SYS_CACHESTAT, 'int', fd, 'uint64_t *', range, 'uint64_t *', stat, 'unsigned int', 0);
+  if (result < 0) {
+    if (UNSUPPORTED.has(errno())) available = false;
+    return false;
+  }
+  return stat[0] === BigInt(pages);
+}
+
+/**
+ * Sends up to `length` bytes of `fd` from `offset` to the non-blocking socket `socket`;
+ * returns how many went: fewer when the socket is full, 0 as well where sendfile cannot
+ * work on these descriptors (then it is not tried again). Throws on any other error, with
+ * the errno's name as its code.
+ */
+export function sendFromFile(socket: number, fd: number, offset: number, length: number): number {
+  if (!load()) return 0;
+  let done = 0;
+  while (done < length) {
+    at[0] = BigInt(offset + done);
+    const n = sendfile!(socket, fd, at, length - done);
+    if (n > 0) {
+      done += n;
+      continue;
+    }
+    if (n === 0) break;
+    const code = errno();
+    if (code === EAGAIN) break;
+    if (UNSUPPORTED.has(code)) {
+      available = false;
+      break;
+    }
+    const name = ERRNO_NAMES.get(code) ?? `errno ${code}`;
+    throw Object.assign(new Error(`sending file bytes to a socket: ${name}`), { code: name });
+  }
+  return done;
+}
+
+/** Whether the path can work here at all (koffi loads; an architecture with cachestat's number known). */
+export function sendFileAvailable(): boolean {
+  return load();
+}
+
+/** Writes what a non-blocking socket takes of `bytes` now; returns how much that was. */
+export function writeSome(socket: number, bytes: Uint8Array): number {
+  try {
+    return writeSync(socket, bytes);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EAGAIN') return 0;
+    throw err;
+  }
+}
+
+/**
+ * The descriptor under a connected net.Socket, or undefined. Node keeps it on the socket's
+ * internal handle (a TCP or Pipe wrap); nothing public exposes it, so it is checked here.
+ */
+export function socketDescriptor(socket: Socket): number | undefined {
+  const handle: unknown = (socket as unknown as { _handle?: unknown })._handle;
+  if (typeof handle !== 'object' || handle === null || !('fd' in handle)) return undefined;
+  const fd = handle.fd;
+  return typeof fd === 'number' && Number.isInteger(fd) && fd >= 0 ? fd : undefined;
+}
+
+/** setsockopt's level and names (asm-generic/socket.h). */
+const SOL_SOCKET = 1;
+const SO_SNDBUF = 7;
+const SO_SNDBUFFORCE = 32;
+
+/**
+ * Asks for a kernel send buffer of `bytes` on a socket: SO_SNDBUFFORCE where the daemon may
+ * (root, CAP_NET_ADMIN), else SO_SNDBUF, which the kernel caps at net.core.wmem_max. A
+ * refusal leaves the default; only speed depends on it.
+ */
+export function growSendBuffer(socket: number, bytes: number): void {
+  if (!load()) return;
+  const value = new Int32Array([bytes]);
+  if (setsockopt!(socket, SOL_SOCKET, SO_SNDBUFFORCE, value, 4) === 0) return;
+  setsockopt!(socket, SOL_SOCKET, SO_SNDBUF, value, 4);
+}
