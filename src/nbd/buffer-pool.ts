@@ -62,4 +62,10 @@ export class BufferPool {
 export interface BufferPools {
   replies: BufferPool;
   payloads: BufferPool;
+  /**
+   * The one buffer every client socket of a server reads into (Node's `onread`). Sockets
+   * are read one at a time on the event loop, and each chunk is parsed or copied before the
+   * loop goes on, so one buffer serves them all.
+   */
+  input?: Buffer;
 }

@@ -2,7 +2,8 @@ import type { Socket } from 'node:net';
 import { readNow } from '../util/cached-read.js';
 import { TidemarkError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
-import { growSendBuffer, sendFileAvailable, sendFromFile, socketDescriptor, writeSome } from '../util/send-file.js';
+import { sendFileAvailable, sendFromFile } from '../util/send-file.js';
+import { growSendBuffer, reuseReadBuffer, socketDescriptor, writeSome } from '../util/sockets.js';
 import type { NbdBackend } from './backend.js';
 import type { PayloadAccount } from './budget.js';
 import type { BufferPools } from './buffer-pool.js';
@@ -86,6 +87,7 @@ export class NbdConnection implements NegotiationHost {
   private readonly negotiation: Negotiation;
   private phase: Phase = 'greeting';
   private attached: Attached | undefined;
+  private readonly socket: Socket;
   private structured = false;
   /**
    * The socket's descriptor, for replies sent with sendfile; undefined where Node does not
@@ -93,7 +95,8 @@ export class NbdConnection implements NegotiationHost {
    */
   private readonly socketFd: number | undefined;
   private pendingOption: { option: number; length: number } | undefined;
-  private pendingWrite: RequestHeader | undefined;
+  /** A write whose payload is arriving, straight into a pooled buffer. */
+  private pendingWrite: { header: RequestHeader; data: Buffer; filled: number } | undefined;
   private skipRemaining = 0;
   private afterSkip: (() => void) | undefined;
   private optionCount = 0;
@@ -116,7 +119,7 @@ export class NbdConnection implements NegotiationHost {
 
   constructor(
     readonly id: number,
-    private readonly socket: Socket,
+    accepted: Socket,
     private readonly backend: NbdBackend,
     private readonly logger: Logger,
     private readonly limits: ConnectionLimits,
@@ -125,16 +128,21 @@ export class NbdConnection implements NegotiationHost {
     direct?: DirectExport,
   ) {
     this.holder = `nbd:${id}`;
-    this.socketFd = sendFileAvailable() ? socketDescriptor(socket) : undefined;
+    const socket = pools.input ? reuseReadBuffer(accepted, pools.input, (chunk) => this.onData(chunk, true)) : undefined;
+    this.socket = socket ?? accepted;
+    if (!socket) {
+      accepted.on('data', (chunk: Buffer) => this.onData(chunk));
+      accepted.resume();
+    }
+    this.socketFd = sendFileAvailable() ? socketDescriptor(this.socket) : undefined;
     if (this.socketFd !== undefined) growSendBuffer(this.socketFd, REPLY_SOCKET_BUFFER_BYTES);
     this.negotiation = new Negotiation(backend, logger, limits.maxRequestBytes, this);
     this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('drain', () => this.unstall());
-    socket.on('error', (err: NodeJS.ErrnoException) => {
+    this.socket.on('drain', () => this.unstall());
+    this.socket.on('error', (err: NodeJS.ErrnoException) => {
       this.logger.debug('nbd connection error', { connection: id, volume: this.attached?.volume, error: err.code ?? err.message });
     });
-    socket.on('close', () => this.onClose());
+    this.socket.on('close', () => this.onClose());
     // A deadline for the whole negotiation, so a client trickling bytes cannot stay forever.
     this.handshakeTimer = setTimeout(() => {
       if (this.phase === 'greeting' || this.phase === 'options') this.drop('handshake not finished in time');
@@ -146,7 +154,7 @@ export class NbdConnection implements NegotiationHost {
     }
     if (!this.attach(direct.volume, direct.size, 0)) {
       clearTimeout(this.handshakeTimer);
-      socket.destroy();
+      this.socket.destroy();
       throw new TidemarkError('FAILED_PRECONDITION', `volume ${direct.volume} cannot be served: it does not exist or is being deleted`);
     }
     this.attached!.readOnly = direct.readOnly;
@@ -257,10 +265,12 @@ export class NbdConnection implements NegotiationHost {
 
   // ---- input -----------------------------------------------------------------------------
 
-  private onData(chunk: Buffer): void {
+  /** `borrowed`: the chunk is the socket's read buffer, reused by the next read. */
+  private onData(chunk: Buffer, borrowed = false): void {
     if (this.phase === 'closing' || this.phase === 'closed') return;
-    this.queue.push(chunk);
+    this.queue.push(chunk, borrowed);
     this.process();
+    this.queue.keep();
   }
 
   private process(): void {
@@ -306,7 +316,10 @@ export class NbdConnection implements NegotiationHost {
   private discardInput(): void {
     this.queue.clear();
     this.pendingOption = undefined;
-    if (this.pendingWrite) this.payload.give(this.pendingWrite.length);
+    if (this.pendingWrite) {
+      this.payload.give(this.pendingWrite.header.length);
+      this.pools.payloads.release(this.pendingWrite.data);
+    }
     this.pendingWrite = undefined;
     this.skipRemaining = 0;
     this.afterSkip = undefined;
@@ -381,19 +394,17 @@ export class NbdConnection implements NegotiationHost {
       // Charged before its payload arrives: once admitted, a write can always be received in
       // full, whatever other connections take meanwhile, so none waits on another.
       this.payload.take(header.length);
-      this.pendingWrite = header;
+      // The payload is copied into a pooled buffer as it arrives (once, however the socket
+      // splits it), given back once the engine has journaled it: it keeps no reference.
+      this.pendingWrite = { header, data: this.pools.payloads.acquire(header.length), filled: 0 };
     }
-    if (this.queue.length < this.pendingWrite.length) return false;
-    const header = this.pendingWrite;
+    const write = this.pendingWrite;
+    write.filled += this.queue.takeInto(write.data, write.filled);
+    if (write.filled < write.data.length) return false;
     this.pendingWrite = undefined;
-    // A payload that straddles socket chunks is copied into a pooled buffer, given back once
-    // the engine has journaled it (it keeps no reference): fresh 256 KiB buffers per write
-    // kept V8's collector busy on a thread of its own.
-    let pooled: Buffer | undefined;
-    const data = this.queue.take(header.length, (n) => (pooled = this.pools.payloads.acquire(n)));
-    this.dispatch(header, data, pooled);
+    this.dispatch(write.header, write.data, write.data);
     // A running write has its own charge from track(); a refused one needs none.
-    this.payload.give(header.length);
+    this.payload.give(write.header.length);
     return this.phase === 'transmission';
   }
 

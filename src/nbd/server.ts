@@ -84,7 +84,11 @@ export class NbdServer {
    * Read reply buffers shared by all connections (when the backend can read into them), and
    * buffers for write payloads that arrive split across socket reads.
    */
-  private readonly pools: BufferPools = { replies: new BufferPool(64 * 1024 * 1024), payloads: new BufferPool(32 * 1024 * 1024) };
+  private readonly pools: BufferPools = {
+    replies: new BufferPool(64 * 1024 * 1024),
+    payloads: new BufferPool(32 * 1024 * 1024),
+    input: Buffer.allocUnsafeSlow(256 * 1024),
+  };
   private readonly budget: PayloadBudget;
   private nextId = 1;
   /** sentFromFile of the connections that have closed. */
@@ -210,7 +214,8 @@ export class NbdServer {
   }
 
   private createServer(): net.Server {
-    const server = net.createServer({ noDelay: true }, (socket) => this.accept(socket));
+    // Paused, so that nothing is read before the connection takes the socket over.
+    const server = net.createServer({ noDelay: true, pauseOnConnect: true }, (socket) => this.accept(socket));
     server.on('error', (err) => this.logger.error('nbd listener error', { error: err.message }));
     return server;
   }

@@ -1,5 +1,3 @@
-import { writeSync } from 'node:fs';
-import type { Socket } from 'node:net';
 import { constants } from 'node:os';
 import { loadLibc, type KoffiFunction } from './ffi.js';
 
@@ -28,7 +26,6 @@ const ERRNO_NAMES = new Map(Object.entries(constants.errno).map(([name, value]) 
 
 let sendfile: KoffiFunction | undefined;
 let syscall: KoffiFunction | undefined;
-let setsockopt: KoffiFunction | undefined;
 let errno: () => number = () => 0;
 let available: boolean | undefined;
 const range = new BigUint64Array(2);
@@ -43,7 +40,6 @@ function load(): boolean {
   if (ffi instanceof Error) return (available = false);
   sendfile = ffi.libc.func('intptr_t sendfile(int out_fd, int in_fd, _Inout_ int64_t *offset, size_t count)');
   syscall = ffi.libc.func('long syscall(long number, ...)');
-  setsockopt = ffi.libc.func('int setsockopt(int fd, int level, int name, int32_t *value, uint32_t length)');
   errno = () => ffi.koffi.errno();
   // On no descriptor, a kernel with cachestat answers EBADF; one without, ENOSYS.
   const probe = syscall(SYS_CACHESTAT, 'int', -1, 'uint64_t *', range, 'uint64_t *', stat, 'unsigned int', 0);
@@ -99,40 +95,3 @@ export function sendFileAvailable(): boolean {
   return load();
 }
 
-/** Writes what a non-blocking socket takes of `bytes` now; returns how much that was. */
-export function writeSome(socket: number, bytes: Uint8Array): number {
-  try {
-    return writeSync(socket, bytes);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EAGAIN') return 0;
-    throw err;
-  }
-}
-
-/**
- * The descriptor under a connected net.Socket, or undefined. Node keeps it on the socket's
- * internal handle (a TCP or Pipe wrap); nothing public exposes it, so it is checked here.
- */
-export function socketDescriptor(socket: Socket): number | undefined {
-  const handle: unknown = (socket as unknown as { _handle?: unknown })._handle;
-  if (typeof handle !== 'object' || handle === null || !('fd' in handle)) return undefined;
-  const fd = handle.fd;
-  return typeof fd === 'number' && Number.isInteger(fd) && fd >= 0 ? fd : undefined;
-}
-
-/** setsockopt's level and names (asm-generic/socket.h). */
-const SOL_SOCKET = 1;
-const SO_SNDBUF = 7;
-const SO_SNDBUFFORCE = 32;
-
-/**
- * Asks for a kernel send buffer of `bytes` on a socket: SO_SNDBUFFORCE where the daemon may
- * (root, CAP_NET_ADMIN), else SO_SNDBUF, which the kernel caps at net.core.wmem_max. A
- * refusal leaves the default; only speed depends on it.
- */
-export function growSendBuffer(socket: number, bytes: number): void {
-  if (!load()) return;
-  const value = new Int32Array([bytes]);
-  if (setsockopt!(socket, SOL_SOCKET, SO_SNDBUFFORCE, value, 4) === 0) return;
-  setsockopt!(socket, SOL_SOCKET, SO_SNDBUF, value, 4);
-}

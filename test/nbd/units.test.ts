@@ -41,6 +41,54 @@ describe('ByteQueue', () => {
     );
   });
 
+  test('borrowed chunks (one read buffer, reused): frames are copies, and keep() saves what is left before the buffer is overwritten', () => {
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ minLength: 1, maxLength: 2000 }),
+        fc.array(fc.integer({ min: 1, max: 300 }), { minLength: 1, maxLength: 40 }),
+        fc.array(fc.tuple(fc.integer({ min: 0, max: 2 }), fc.integer({ min: 0, max: 400 })), { maxLength: 60 }),
+        (bytes, cuts, ops) => {
+          const stream = Buffer.from(bytes);
+          const scratch = Buffer.alloc(300);
+          const q = new ByteQueue();
+          const taken: Buffer[] = [];
+          let read = 0;
+          let at = 0;
+          let i = 0;
+          let op = 0;
+          while (at < stream.length) {
+            const n = Math.min(cuts[i++ % cuts.length]!, stream.length - at);
+            stream.copy(scratch, 0, at, at + n);
+            q.push(scratch.subarray(0, n), true);
+            at += n;
+            // A few operations while the chunk is borrowed, as a connection parses frames.
+            for (let k = 0; k < 3 && op < ops.length; k++, op++) {
+              const [kind, want] = ops[op]!;
+              const count = Math.min(want, q.length);
+              if (kind === 0) {
+                const frame = q.take(count);
+                if (count > 0) expect(frame.buffer).not.toBe(scratch.buffer);
+                taken.push(frame);
+              } else if (kind === 1) {
+                const into = Buffer.alloc(count + 3);
+                expect(q.takeInto(into, 3)).toBe(count);
+                taken.push(into.subarray(3));
+              } else {
+                expect(q.skip(count)).toBe(count);
+                taken.push(stream.subarray(read, read + count));
+              }
+              read += count;
+            }
+            q.keep();
+            scratch.fill(0xee);
+          }
+          taken.push(q.take(q.length));
+          expect(Buffer.concat(taken).equals(stream)).toBe(true);
+        },
+      ),
+    );
+  });
+
   test('a frame inside one chunk is a view, not a copy', () => {
     const q = new ByteQueue();
     const chunk = Buffer.from('abcdefgh');

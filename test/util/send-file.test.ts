@@ -3,7 +3,8 @@ import * as fs from 'node:fs/promises';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { sendFileAvailable, sendFromFile, socketDescriptor, wholeInCache, writeSome } from '../../src/util/send-file.js';
+import { sendFileAvailable, sendFromFile, wholeInCache } from '../../src/util/send-file.js';
+import { socketDescriptor, writeSome } from '../../src/util/sockets.js';
 import { needing } from '../support/requirements.js';
 
 const MiB = 1024 * 1024;
