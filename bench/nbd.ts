@@ -6,10 +6,9 @@
  * until the server is idle again, so work deferred past the answer counts). Timing is
  * reported, never asserted.
  *
- * --dir puts the servers' files on a filesystem of your choice. The store of a real node is
- * a filesystem of its own; where the benchmark's default (the temp directory) sits on a root
- * filesystem with costly block allocation, the journal (which always writes new blocks)
- * pays for it and the peers, overwriting their images from the second run on, do not.
+ * --dir puts the servers' files on a filesystem of your choice (the temp directory by
+ * default). The store of a real node is a filesystem of its own; on XFS or btrfs the journal
+ * lays large writes out so that the image can share their blocks.
  *
  *   npm run bench:nbd -- [--quick] [--sizes 512,1024] [--runs N] [--profile | --no-profile]
  *                        [--dir BASE]
