@@ -175,12 +175,12 @@ export class NbdConnection implements NegotiationHost {
     return this.stalled;
   }
 
-  /** Requests handed to the engine and not finished. */
   /** Read reply bytes sent from the image file (sendfile) rather than from a buffer. */
   get sentFromFile(): number {
     return this.fileBytes;
   }
 
+  /** Requests handed to the engine and not finished. */
   get running(): number {
     return this.inflight;
   }

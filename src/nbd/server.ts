@@ -81,8 +81,8 @@ export class NbdServer {
   private readonly closeGraceMs: number;
   private readonly logger: Logger;
   /**
-   * Read reply buffers shared by all connections (when the backend can read into them), and
-   * buffers for write payloads that arrive split across socket reads.
+   * Shared by all connections: read reply buffers (when the backend can read into them),
+   * write payload buffers, and the one buffer client sockets read into.
    */
   private readonly pools: BufferPools = {
     replies: new BufferPool(64 * 1024 * 1024),

@@ -1,4 +1,4 @@
-import { writeSync } from 'node:fs';
+import { closeSync, writeSync } from 'node:fs';
 import * as net from 'node:net';
 import { loadLibc, type KoffiFunction } from './ffi.js';
 
@@ -77,18 +77,24 @@ export function reuseReadBuffer(socket: net.Socket, buffer: Buffer, received: (c
   if (fd === undefined || !libc) return undefined;
   const copy = libc.dup(fd);
   if (copy < 0) return undefined;
-  const replacement = new net.Socket({
-    fd: copy,
-    readable: true,
-    writable: true,
-    onread: {
-      buffer,
-      callback: (bytes: number, into: Uint8Array) => {
-        received(Buffer.from(into.buffer, into.byteOffset, bytes));
-        return true;
+  let replacement: net.Socket;
+  try {
+    replacement = new net.Socket({
+      fd: copy,
+      readable: true,
+      writable: true,
+      onread: {
+        buffer,
+        callback: (bytes: number, into: Uint8Array) => {
+          received(Buffer.from(into.buffer, into.byteOffset, bytes));
+          return true;
+        },
       },
-    },
-  });
+    });
+  } catch {
+    closeSync(copy);
+    return undefined;
+  }
   socket.destroy();
   return replacement;
 }

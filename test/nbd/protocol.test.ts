@@ -3,8 +3,7 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { NbdServer } from '../../src/nbd/index.js';
 import { silentLogger } from '../../src/util/log.js';
-import { sendFileAvailable } from '../../src/util/send-file.js';
-import { needing } from '../support/requirements.js';
+import { kernelWithCachestat, needing } from '../support/requirements.js';
 import { CMD, CMD_FLAG, ERR, OPT, REP, TFLAG, TestClient, infoRequest, metaRequest } from './fixtures/nbd-client.js';
 import { KiB, MiB, patternBytes, sleep, startHarness, type Harness } from './fixtures/harness.js';
 
@@ -387,7 +386,7 @@ describe('many connections and volumes at once', () => {
 });
 
 /** Replies from the image file need cachestat: a property of the host's kernel, not of setup. */
-const fromFile = needing([{ what: 'a kernel with cachestat(2)', present: sendFileAvailable, install: 'Linux 6.5 or later', optional: true }]);
+const fromFile = needing([kernelWithCachestat()]);
 
 fromFile.describe('read replies sent from the image file', () => {
   test.each([false, true])('come whole and right, larger than the socket takes at once, and under new writes (structured %s)', async (structured) => {

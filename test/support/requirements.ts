@@ -15,6 +15,7 @@
 import { spawnSync } from 'node:child_process';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { sendFileAvailable } from '../../src/util/send-file.js';
 
 export interface Requirement {
   /** What is needed, as the skip message names it: a tool, "root", a built binary. */
@@ -82,6 +83,14 @@ export const tools = (...names: string[]): Requirement[] => names.map((name) => 
 /** Root, and why the test needs it. */
 export function root(why: string): Requirement {
   return { what: 'root', present: () => process.getuid?.() === 0, install: `run the tests as root: ${why}` };
+}
+
+/**
+ * A kernel with cachestat(2) (Linux 6.5), which read replies from the image file need:
+ * optional, since it is the host's kernel and not the project's setup.
+ */
+export function kernelWithCachestat(): Requirement {
+  return { what: 'a kernel with cachestat(2)', present: sendFileAvailable, install: 'Linux 6.5 or later', optional: true };
 }
 
 /** Says once per test file what is missing, however many gates find the same. */

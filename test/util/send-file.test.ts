@@ -3,12 +3,12 @@ import * as fs from 'node:fs/promises';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { sendFileAvailable, sendFromFile, wholeInCache } from '../../src/util/send-file.js';
+import { sendFromFile, wholeInCache } from '../../src/util/send-file.js';
 import { socketDescriptor, writeSome } from '../../src/util/sockets.js';
-import { needing } from '../support/requirements.js';
+import { kernelWithCachestat, needing } from '../support/requirements.js';
 
 const MiB = 1024 * 1024;
-const withCachestat = needing([{ what: 'a kernel with cachestat(2)', present: sendFileAvailable, install: 'Linux 6.5 or later', optional: true }]);
+const withCachestat = needing([kernelWithCachestat()]);
 
 const pattern = (length: number) => Buffer.from(Array.from({ length }, (_, i) => (i * 13 + (i >> 9)) & 0xff));
 
