@@ -134,9 +134,10 @@ function loadFadvise(): KoffiFunction | null {
  * Drops the journal bytes a batch copied from the page cache. Why: they are durable (the
  * applier copies nothing else) and now in the image, so only a restore or a replay reads them
  * again, and those can read the disk. Left cached, every journaled byte holds a page until
- * reclaim finds it, evicting image pages that reads want; and on this project's VMs a write
- * to a new file slowed from 0.2 s to 1.6-1.9 s per 512 MiB once the cache had grown by about
- * a gigabyte (`dd ... conv=fdatasync` with and without `oflag=nocache`), all of it in the
+ * reclaim finds it, evicting image pages that reads want. On VMs that hand free memory back
+ * to their host (virtio-balloon free page reporting) it costs more: there a write to a new
+ * file slowed from 0.2 s to 1.6-1.9 s per 512 MiB once the cache had grown by about a
+ * gigabyte (`dd ... conv=fdatasync` with and without `oflag=nocache`), all of it in the
  * kernel's copy into fresh pages. Pages freed here are the ones the next appends get.
  *
  * Each call covers its segment from the start to the last byte copied: everything before
