@@ -43,6 +43,12 @@ export interface NbdServerOptions {
   maxConnections?: number;
   /** How long `close` waits for running requests before cutting connections (10 s). */
   closeGraceMs?: number;
+  /**
+   * Client sockets read into one buffer the server reuses (true). False reads them as Node
+   * does by default, a fresh buffer per read: what happens anyway where the socket cannot be
+   * made again with `onread`.
+   */
+  reuseReadBuffer?: boolean;
 }
 
 /** What the server holds now, for status output and tests. */
@@ -84,11 +90,7 @@ export class NbdServer {
    * Shared by all connections: read reply buffers (when the backend can read into them),
    * write payload buffers, and the one buffer client sockets read into.
    */
-  private readonly pools: BufferPools = {
-    replies: new BufferPool(64 * 1024 * 1024),
-    payloads: new BufferPool(32 * 1024 * 1024),
-    input: Buffer.allocUnsafeSlow(256 * 1024),
-  };
+  private readonly pools: BufferPools;
   private readonly budget: PayloadBudget;
   private nextId = 1;
   /** sentFromFile of the connections that have closed. */
@@ -118,6 +120,11 @@ export class NbdServer {
     const budget = options.maxBufferedBytes ?? 256 * 1024 * 1024;
     if (!Number.isSafeInteger(budget) || budget <= 0) throw new TidemarkError('INVALID_ARGUMENT', `NBD buffer budget ${budget} must be a positive number of bytes`);
     this.budget = new PayloadBudget(budget);
+    this.pools = {
+      replies: new BufferPool(64 * 1024 * 1024),
+      payloads: new BufferPool(32 * 1024 * 1024),
+      input: options.reuseReadBuffer === false ? undefined : Buffer.allocUnsafeSlow(256 * 1024),
+    };
     this.maxConnections = options.maxConnections ?? 1024;
     this.closeGraceMs = options.closeGraceMs ?? 10_000;
   }

@@ -355,6 +355,27 @@ describe('transmission with structured replies', () => {
   });
 });
 
+describe('sockets read the way Node reads them by default', () => {
+  test('a server without the reused read buffer serves writes split across reads, and reads', async () => {
+    const sock = path.join(h.dir, 'plain.sock');
+    const server = new NbdServer(h.engine, silentLogger(), { reuseReadBuffer: false });
+    await server.listenUnix(sock);
+    await h.engine.createVolume('plain', { size: 4 * MiB });
+    const { client } = await TestClient.open(sock, 'plain');
+    try {
+      const data = patternBytes(3 * MiB + 5, 41);
+      // Each payload is larger than one socket read: it arrives in many chunks.
+      const writes = [client.write(1, data.subarray(0, MiB)), client.write(MiB + 1, data.subarray(MiB))];
+      expect((await Promise.all(writes)).map((r) => r.error)).toEqual([0, 0]);
+      expect((await client.readAt(1, data.length)).data!.equals(data)).toBe(true);
+    } finally {
+      client.close();
+      await client.closed;
+      await server.close();
+    }
+  });
+});
+
 describe('many connections and volumes at once', () => {
   test('writes on every connection land; a flush answered on one covers writes answered on the others', async () => {
     const volumes = ['multi-a', 'multi-b', 'multi-c'];
