@@ -3,12 +3,12 @@
  * damaged; version 1 (no CRC) still opens. A damaged checkpoint stops its own volume only.
  */
 import * as fs from 'node:fs/promises';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { CheckpointDamagedError, decodeCheckpoint, encodeCheckpoint, type CheckpointState } from '../../src/engine/checkpoint.js';
 import { Engine } from '../../src/engine/index.js';
 import { TidemarkError } from '../../src/util/errors.js';
 import { captureLogger } from './fixtures/capture-logger.js';
+import { tempDirEach } from '../support/temp-dir.js';
 
 const KiB = 1024;
 
@@ -110,14 +110,7 @@ describe('checkpoint file format', () => {
 
 describe('a damaged checkpoint in a store', () => {
   let store: string;
-
-  beforeEach(async () => {
-    store = await fs.mkdtemp(path.join(os.tmpdir(), 'tidemark-checkpoint-'));
-  });
-
-  afterEach(async () => {
-    await fs.rm(store, { recursive: true, force: true });
-  });
+  tempDirEach('checkpoint', (made) => (store = made));
 
   const checkpointOf = (volume: string) => path.join(store, 'volumes', volume, 'checkpoint');
 
@@ -194,14 +187,7 @@ describe('a damaged checkpoint in a store', () => {
 
 describe('checkpoints from upkeep', () => {
   let store: string;
-
-  beforeEach(async () => {
-    store = await fs.mkdtemp(path.join(os.tmpdir(), 'tidemark-upkeep-'));
-  });
-
-  afterEach(async () => {
-    await fs.rm(store, { recursive: true, force: true });
-  });
+  tempDirEach('upkeep', (made) => (store = made));
 
   it('leaves the checkpoint of an idle volume alone, and rewrites it once something happened', async () => {
     const engine = await Engine.open({ store, upkeepIntervalMs: 0 });

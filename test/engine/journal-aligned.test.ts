@@ -1,9 +1,8 @@
 import * as fs from 'node:fs/promises';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import { Journal } from '../../src/engine/journal.js';
 import { RecordType, type JournalRecord } from '../../src/engine/record.js';
 import { silentLogger } from '../../src/util/log.js';
+import { tempDirEach } from '../support/temp-dir.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -12,12 +11,7 @@ const fill = (length: number, seed: number) => Buffer.from(Array.from({ length }
 
 describe('a journal that aligns large writes', () => {
   let dir: string;
-  beforeEach(async () => {
-    dir = await fs.mkdtemp(path.join(os.tmpdir(), 'tidemark-aligned-'));
-  });
-  afterEach(async () => {
-    await fs.rm(dir, { recursive: true, force: true });
-  });
+  tempDirEach('aligned', (made) => (dir = made));
 
   it('starts their data on a 4 KiB block, and every reader finds it there, before and after a reopen', async () => {
     const journal = await alignedJournal(dir);

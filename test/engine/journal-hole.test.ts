@@ -4,22 +4,15 @@
  * give two records one sequence, and markers, snapshots and the checkpoint already count it.
  */
 import * as fs from 'node:fs/promises';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { Engine } from '../../src/engine/index.js';
+import { tempDirEach } from '../support/temp-dir.js';
 
 const KiB = 1024;
 
 describe('a hole below the checkpoint', () => {
   let store: string;
-
-  beforeEach(async () => {
-    store = await fs.mkdtemp(path.join(os.tmpdir(), 'tidemark-hole-'));
-  });
-
-  afterEach(async () => {
-    await fs.rm(store, { recursive: true, force: true });
-  });
+  tempDirEach('hole', (made) => (store = made));
 
   it('never hands a sequence number out again, keeps the data, and expires the points before the hole', async () => {
     const open = () => Engine.open({ store, upkeepIntervalMs: 0, segmentSize: 64 * KiB });

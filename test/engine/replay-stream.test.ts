@@ -4,13 +4,13 @@
  * and gives the same volume as before.
  */
 import * as fs from 'node:fs/promises';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { Engine } from '../../src/engine/index.js';
 import { Journal } from '../../src/engine/journal.js';
 import { RecordType, type JournalRecord } from '../../src/engine/record.js';
 import { Volume } from '../../src/engine/volume.js';
 import { silentLogger } from '../../src/util/log.js';
+import { tempDirEach } from '../support/temp-dir.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -27,14 +27,7 @@ function pattern(n: number, length = MiB): Buffer {
 
 describe('streaming replay', () => {
   let dir: string;
-
-  beforeEach(async () => {
-    dir = await fs.mkdtemp(path.join(os.tmpdir(), 'tidemark-stream-'));
-  });
-
-  afterEach(async () => {
-    await fs.rm(dir, { recursive: true, force: true });
-  });
+  tempDirEach('stream', (made) => (dir = made));
 
   it('hands 48 MiB of records over one at a time through a buffer of about one record', async () => {
     const logger = silentLogger();

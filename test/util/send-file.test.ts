@@ -1,11 +1,11 @@
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs/promises';
 import * as net from 'node:net';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { sendFromFile, wholeInCache } from '../../src/util/send-file.js';
 import { socketDescriptor, writeSome } from '../../src/util/sockets.js';
 import { kernelWithCachestat, needing } from '../support/requirements.js';
+import { tempDirEach } from '../support/temp-dir.js';
 
 const MiB = 1024 * 1024;
 const withCachestat = needing([kernelWithCachestat()]);
@@ -29,12 +29,7 @@ async function socketPair(dir: string): Promise<{ server: net.Server; near: net.
 
 withCachestat.describe('sending file bytes to a socket', () => {
   let dir: string;
-  beforeEach(async () => {
-    dir = await fs.mkdtemp(path.join(os.tmpdir(), 'tidemark-send-file-'));
-  });
-  afterEach(async () => {
-    await fs.rm(dir, { recursive: true, force: true });
-  });
+  tempDirEach('send-file', (made) => (dir = made));
 
   it('tells whether the page cache holds every page of a range', async () => {
     const file = path.join(dir, 'data');

@@ -1,17 +1,11 @@
-import * as fs from 'node:fs/promises';
 import * as net from 'node:net';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { reuseReadBuffer, socketDescriptor } from '../../src/util/sockets.js';
+import { tempDirEach } from '../support/temp-dir.js';
 
 describe('reuseReadBuffer', () => {
   let dir: string;
-  beforeEach(async () => {
-    dir = await fs.mkdtemp(path.join(os.tmpdir(), 'tidemark-sockets-'));
-  });
-  afterEach(async () => {
-    await fs.rm(dir, { recursive: true, force: true });
-  });
+  tempDirEach('sockets', (made) => (dir = made));
 
   it('makes an accepted socket read every chunk into one buffer, and still write and close', async () => {
     const server = net.createServer({ pauseOnConnect: true });
