@@ -1,10 +1,11 @@
 /**
  * NBD data path benchmark: tidemark against nbdkit's file plugin and qemu-nbd, each serving
  * the same size on its own unix socket, driven by the same clients (nbdcopy, qemu-img
- * bench). Prints a table with the ratios tidemark/nbdkit and tidemark/qemu-nbd next to the
- * design's targets, and a table of the CPU each server spent on each run (read from /proc,
- * until the server is idle again, so work deferred past the answer counts). Timing is
- * reported, never asserted.
+ * bench, fio's nbd engine). qemu's NBD client keeps at most 16 requests in flight, so
+ * `qemu-img bench -d 64` runs at 16; fio is the client that really keeps 64. Prints a table
+ * with the ratios tidemark/nbdkit and tidemark/qemu-nbd next to the design's targets, and a
+ * table of the CPU each server spent on each run (read from /proc, until the server is idle
+ * again, so work deferred past the answer counts). Timing is reported, never asserted.
  *
  * --dir puts the servers' files on a filesystem of your choice (the temp directory by
  * default). The store of a real node is a filesystem of its own; on XFS or btrfs the journal
@@ -27,7 +28,7 @@
  *
  * Unless --no-profile or --profile is given, a full run ends with a separate short profile:
  * a fresh tidemark server under `node --cpu-prof` takes one 128 MiB sequential write + flush
- * and 20 000 4 KiB random writes at QD64, and the summary of where its CPU time went is
+ * and 20 000 4 KiB random writes at QD64 (fio), and the summary of where its CPU time went is
  * printed. The table's figures are measured without the profiler.
  *
  * Internally `node dist/bench/nbd.js --serve STORE SOCKET VOLUME SIZE` is the tidemark
@@ -467,6 +468,28 @@ function random(mode: string[], ops: number, depth: number): (t: Target) => Prom
   };
 }
 
+/**
+ * 4 KiB random writes with `depth` really in flight: fio's nbd engine (libnbd) keeps as many
+ * as it is told, where qemu's NBD client keeps at most 16 whatever `qemu-img bench -d` says.
+ */
+function fioRandomWrite(ops: number, depth: number, size: number): (t: Target) => Promise<number> {
+  return async (t) => {
+    const args = ['--name=bench', '--ioengine=nbd', `--uri=${t.uri}`, '--rw=randwrite', '--bs=4k', `--iodepth=${depth}`];
+    args.push(`--number_ios=${ops}`, `--size=${size}`, '--norandommap', '--randrepeat=1', '--output-format=json');
+    const { stdout } = await exec('fio', args);
+    return fioWriteIops(stdout);
+  };
+}
+
+function fioWriteIops(stdout: string): number {
+  // The nbd engine prints a line of its own before the JSON.
+  const json = stdout.slice(stdout.indexOf('{'));
+  const report = JSON.parse(json) as { jobs?: { error?: number; write?: { iops?: number } }[] };
+  const job = report.jobs?.[0];
+  if (!job || job.error || typeof job.write?.iops !== 'number') throw new Error(`unexpected fio output: ${stdout.slice(0, 400)}`);
+  return job.write.iops;
+}
+
 function sequentialWrite(source: string, size: number): (t: Target) => Promise<number> {
   return async (t) => size / MiB / ((await exec('nbdcopy', ['--flush', '--connections=1', source, t.uri])).ms / 1000);
 }
@@ -534,7 +557,8 @@ async function measureSize(opts: SizeRun): Promise<void> {
     },
     { id: 'rand-read', label: '4 KiB random read QD16 (qemu-img bench)', unit: 'IOPS', target: { peer: 'both', ratio: 1.0 }, run: randomRead(qd64Ops, 16) },
     { id: 'rand-qd1', label: '4 KiB random write QD1 (qemu-img bench)', unit: 'IOPS', run: randomWrite(qd1Ops, 1, '0xa5') },
-    { id: 'rand-qd64', label: '4 KiB random write QD64 (qemu-img bench)', unit: 'IOPS', target: { peer: 'both', ratio: 0.8 }, run: randomWrite(qd64Ops, 64, '0x5a') },
+    { id: 'rand-qd64', label: '4 KiB random write, qemu-img bench -d 64 (16 in flight)', unit: 'IOPS', target: { peer: 'both', ratio: 0.8 }, run: randomWrite(qd64Ops, 64, '0x5a') },
+    { id: 'rand-fio64', label: '4 KiB random write QD64 (fio, nbd engine)', unit: 'IOPS', target: { peer: 'both', ratio: 0.8 }, run: fioRandomWrite(qd64Ops, 64, size) },
   ];
 
   const load = () => os.loadavg().map((l) => l.toFixed(1)).join(' ');
@@ -636,7 +660,7 @@ async function shortProfile(dir: string, live: Target[]): Promise<void> {
   });
   live.push(t);
   const write = await sequentialWrite(source, size)(t);
-  const qd64 = await randomWrite(20_000, 64, '0x5a')(t);
+  const qd64 = await fioRandomWrite(20_000, 64, size)(t);
   await stopServer(t);
   console.log('');
   console.log(`Short profile (separate run under --cpu-prof, ${size / MiB} MiB sequential write + flush at ${write.toFixed(0)} MiB/s, 20000 4 KiB random writes QD64 at ${qd64.toFixed(0)} IOPS):`);

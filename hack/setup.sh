@@ -18,6 +18,8 @@ declare -A tools=(
   [/bin/busybox]=busybox-static
   # hack/build-k8s.sh and hack/control-plane.sh: module metadata, certificates, health checks.
   [jq]=jq [openssl]=openssl [curl]=curl
+  # bench/nbd.ts: fio's nbd engine, the client that keeps 64 writes in flight.
+  [fio]=fio
   # hack/kernel-tests.sh: a Debian kernel with nbd.ko under qemu, its initramfs built here.
   [qemu-system-x86_64]=qemu-system-x86 [depmod]=kmod [cpio]=cpio
 )
