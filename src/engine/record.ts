@@ -119,12 +119,12 @@ export function encodeHead(record: JournalRecord, target: Buffer, at = 0, pad?: 
   target.writeUInt8(0, at + 9);
   target.writeUInt16LE(0, at + 10);
   target.writeUInt32LE(RECORD_MAGIC, at + 12);
-  target.writeBigUInt64LE(BigInt(record.sequence), at + 16);
-  target.writeBigUInt64LE(BigInt(record.time), at + 24);
+  writeUint64(target, record.sequence, at + 16);
+  writeUint64(target, record.time, at + 24);
   let p = at + HEADER_SIZE;
   switch (record.type) {
     case RecordType.Write:
-      target.writeBigUInt64LE(BigInt(record.offset), p);
+      writeUint64(target, record.offset, p);
       if (aligned) {
         target.writeUInt32LE(pad, p + 8);
         target.fill(0, p + 12, p + 12 + pad);
@@ -132,8 +132,8 @@ export function encodeHead(record: JournalRecord, target: Buffer, at = 0, pad?: 
       break;
     case RecordType.Zero:
     case RecordType.Trim:
-      target.writeBigUInt64LE(BigInt(record.offset), p);
-      target.writeBigUInt64LE(BigInt(record.length), p + 8);
+      writeUint64(target, record.offset, p);
+      writeUint64(target, record.length, p + 8);
       break;
     case RecordType.Marker:
       p = writeString(target, p, record.name);
@@ -143,13 +143,23 @@ export function encodeHead(record: JournalRecord, target: Buffer, at = 0, pad?: 
       writeString(target, p, record.name);
       break;
     case RecordType.Resize:
-      target.writeBigUInt64LE(BigInt(record.size), p);
+      writeUint64(target, record.size, p);
       break;
   }
   let crc = crc32c(target.subarray(at + 4, at + head));
   if (record.type === RecordType.Write) crc = crc32c(record.data, crc);
   target.writeUInt32LE(mask(crc), at);
   return head;
+}
+
+/**
+ * Writes a non-negative safe integer as 64 bits, little-endian, in two 32-bit halves: the
+ * same bytes as writeBigUInt64LE without making a BigInt, which cost several percent of the
+ * event loop's time with tens of thousands of small writes a second.
+ */
+function writeUint64(target: Buffer, value: number, at: number): void {
+  target.writeUInt32LE(value >>> 0, at);
+  target.writeUInt32LE(Math.floor(value / 0x1_0000_0000), at + 4);
 }
 
 function writeString(target: Buffer, at: number, text: string): number {
