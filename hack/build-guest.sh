@@ -6,8 +6,10 @@
 #
 #   hack/build-guest.sh          prints the directory holding vmlinuz and initrd.img
 #
-# GUEST_KERNEL    Debian package version, e.g. 6.1.0-57-amd64 (default: the newest
-#                 linux-image-6.1.0-N-amd64 apt knows)
+# GUEST_KERNEL    Debian package version, e.g. 6.12.117+deb12-amd64 or 6.1.0-57-amd64
+#                 (default: the newest linux-image-6.12.N+deb12-amd64 apt knows, else the
+#                 newest 6.1.0-N-amd64). 6.12 has cachestat(2) (Linux 6.5), so the guest's
+#                 daemon sends read replies from the image file as a production node would.
 # TIDEMARK_CACHE  cache root (default ${XDG_CACHE_HOME:-~/.cache}/tidemark), shared by clones
 #
 # Needs apt-get, dpkg-deb, depmod and modprobe (kmod), cpio and /bin/busybox (busybox-static).
@@ -19,13 +21,19 @@ mkdir -p "$cache"
 
 kernel="${GUEST_KERNEL:-}"
 if [ -z "$kernel" ]; then
-  newest() { apt-cache search --names-only '^linux-image-6\.1\.0-[0-9]+-amd64$' | awk '{print $1}' | sort -V | tail -1 | sed 's/^linux-image-//'; }
+  newest() {
+    local pattern
+    for pattern in '^linux-image-6\.12\.[0-9]+\+deb12-amd64$' '^linux-image-6\.1\.0-[0-9]+-amd64$'; do
+      apt-cache search --names-only "$pattern" | awk '{print $1}' | sort -V | tail -1 | sed 's/^linux-image-//' | grep . && return
+    done
+    return 0
+  }
   kernel="$(newest)"
   if [ -z "$kernel" ]; then
     apt-get update -qq >&2 || true
     kernel="$(newest)"
   fi
-  [ -n "$kernel" ] || { echo "build-guest: apt knows no linux-image-6.1.0-N-amd64 package; run apt-get update" >&2; exit 1; }
+  [ -n "$kernel" ] || { echo "build-guest: apt knows no linux-image-6.12.N+deb12-amd64 or 6.1.0-N-amd64 package; run apt-get update" >&2; exit 1; }
 fi
 out="$cache/$kernel"
 # The initramfs depends on guest-init.sh: rebuilt when it changes.

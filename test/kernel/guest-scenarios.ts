@@ -12,6 +12,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CsiClient, mountCapability } from '../csi/helpers.js';
@@ -22,6 +23,7 @@ const store = '/tmp/store';
 const NODE = 'guest';
 const MiB = 1024 * 1024;
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+const METRICS_PORT = 9810;
 
 function log(message: string): void {
   const line = `[${(performance.now() / 1000).toFixed(1)}s] ${message}`;
@@ -48,7 +50,8 @@ class Daemon {
     const begun = performance.now();
     const logFile = path.join(out, `daemon-${++this.starts}.log`);
     const fd = fs.openSync(logFile, 'w');
-    this.child = spawn(process.execPath, [path.join(root, 'dist/src/cli/main.js'), '--store', store, 'serve', '--node-id', NODE, '--attach', 'kernel', ...extra], {
+    const args = ['--store', store, 'serve', '--node-id', NODE, '--attach', 'kernel', '--metrics-address', `127.0.0.1:${METRICS_PORT}`, ...extra];
+    this.child = spawn(process.execPath, [path.join(root, 'dist/src/cli/main.js'), ...args], {
       stdio: ['ignore', fd, fd],
     });
     fs.closeSync(fd);
@@ -107,6 +110,23 @@ interface HealthStatus {
 async function problems(daemon: Daemon, volume: Volume): Promise<HealthStatus[]> {
   const response = await daemon.node.call<{ volumeHealth?: { healthStatuses?: HealthStatus[] } }>('NodeGetVolumeHealth', { volumeId: volume.id });
   return response.volumeHealth?.healthStatuses ?? [];
+}
+
+/** A counter or gauge of the daemon's /metrics, summed over its labels. */
+async function metric(name: string): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${METRICS_PORT}/metrics`)).text();
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    const [series, value] = line.split(' ');
+    if (series === name || series?.startsWith(`${name}{`)) sum += Number(value);
+  }
+  return sum;
+}
+
+/** Whether the running kernel has cachestat(2) (Linux 6.5), which read replies from the image file need. */
+function kernelHasCachestat(): boolean {
+  const [major = 0, minor = 0] = os.release().split('.').map((part) => parseInt(part, 10));
+  return major > 6 || (major === 6 && minor >= 5);
 }
 
 function deviceOf(staging: string): string {
@@ -218,9 +238,16 @@ async function main(): Promise<void> {
     sh(`e2fsck -fn ${image}`);
     sh(`debugfs -R "dump /known /tmp/known.back" ${image} 2>/dev/null && cmp /tmp/known /tmp/known.back`);
     await daemon.node.call('NodeStageVolume', { volumeId: volume.id, stagingTargetPath: volume.staging, volumeCapability: mountCapability('ext4') });
+    // With the guest's caches dropped and the image then read whole through the engine, the
+    // kernel client's reads find the image cached: on a kernel with cachestat they are
+    // answered from the file (sendfile), and must read as they would from a copy.
+    sh('echo 3 > /proc/sys/vm/drop_caches');
+    engineImage(volume, '/tmp/data-again.img');
     sh(`cmp /tmp/known ${volume.staging}/known`);
+    const sentFromFile = await metric('tidemark_nbd_read_bytes_sent_from_file_total');
+    if (kernelHasCachestat()) check(sentFromFile > 0, `kernel ${os.release()} has cachestat, yet no read reply was sent from the image file`);
     survivor = volume;
-    return { device, bytes: 4 * MiB };
+    return { device, bytes: 4 * MiB, kernel: os.release(), sentFromFileBytes: sentFromFile };
   });
 
   await scenario('restart-under-writer', async () => {
