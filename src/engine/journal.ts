@@ -73,14 +73,18 @@ export interface RecoveryReport {
 }
 
 const SEGMENT_SUFFIX = '.log';
+/** Pieces up to this size are written without the thread pool (see writePiece). */
+const INLINE_WRITE_BYTES = 64 * 1024;
 /**
- * Pieces up to this size are written without the thread pool (see writePiece). A client with
- * 64 small writes in flight sends batches of about 256 KiB: through the pool, each waited
- * for a thread hop and 64 KiB here ran fio's QD64 4 KiB random writes 20-30% slower
- * (bench/nbd.ts). Multi-MiB batches of sequential writes still go through the pool, where
- * one piece is written while the next is checksummed.
+ * Pieces of small writes (under SMALL_WRITE_BYTES each, on average) are written without the
+ * thread pool up to this size. A client with 64 small writes in flight sends batches of
+ * about 256 KiB: through the pool, each waited for a thread hop before its replies went out,
+ * and fio's QD64 4 KiB random writes ran 20-30% slower (bench/nbd.ts). Sequential writes of
+ * 256 KiB and more still go through the pool, so that this thread goes on reading the socket
+ * and checksumming while the pool copies their bytes into the page cache.
  */
-const INLINE_WRITE_BYTES = 1024 * 1024;
+const INLINE_SMALL_WRITES_BYTES = 1024 * 1024;
+const SMALL_WRITE_BYTES = 64 * 1024;
 /** A batch is written in pieces of about this size, each as soon as its CRCs are computed. */
 const WRITE_PIECE_BYTES = 2 * 1024 * 1024;
 /** Writes from this size on are aligned, when alignLargeWrites is on: the padding is then at most 6%. */
@@ -386,6 +390,7 @@ export class Journal {
       const writes: Promise<void>[] = [];
       let piece: Uint8Array[] = [];
       let pieceBytes = 0;
+      let pieceRecords = 0;
       let at = 0;
       let headAt = 0;
       for (let k = i; k < j; k++) {
@@ -394,6 +399,7 @@ export class Journal {
         const head = encodeHead(record, headBytes, headAt, pad);
         piece.push(headBytes.subarray(headAt, headAt + head));
         pieceBytes += head;
+        pieceRecords++;
         headAt += head;
         if (record.type === RecordType.Write) {
           places.push({ file: segment.file, position: segment.size + at + head });
@@ -404,9 +410,10 @@ export class Journal {
         }
         at += sizes[k - i]!;
         if (pieceBytes >= WRITE_PIECE_BYTES || k === j - 1) {
-          writes.push(this.writePiece(piece, pieceBytes, segment.size + at - pieceBytes));
+          writes.push(this.writePiece(piece, pieceBytes, pieceRecords, segment.size + at - pieceBytes));
           piece = [];
           pieceBytes = 0;
+          pieceRecords = 0;
         }
       }
       const failed = (await Promise.allSettled(writes)).find((r): r is PromiseRejectedResult => r.status === 'rejected');
@@ -434,12 +441,14 @@ export class Journal {
   }
 
   /**
-   * Writes one piece of a batch. A small one (up to a few hundred 4 KiB writes) is written on
-   * this thread: copying it into the page cache takes tens of microseconds, while a trip
-   * through the thread pool costs a tenth of a millisecond, and the batch's replies wait for it.
+   * Writes one piece of a batch of `records` records. A small one, or one of up to a few
+   * hundred small writes, is written on this thread: copying it into the page cache takes
+   * tens of microseconds, while a trip through the thread pool costs a tenth of a
+   * millisecond, and the batch's replies wait for it.
    */
-  private writePiece(piece: Uint8Array[], bytes: number, position: number): Promise<void> {
-    if (bytes > INLINE_WRITE_BYTES) return writevFully(this.active, piece, position);
+  private writePiece(piece: Uint8Array[], bytes: number, records: number, position: number): Promise<void> {
+    const inline = bytes <= INLINE_WRITE_BYTES || (bytes <= INLINE_SMALL_WRITES_BYTES && bytes < records * SMALL_WRITE_BYTES);
+    if (!inline) return writevFully(this.active, piece, position);
     try {
       writevFullySync(this.active.fd, piece, position);
       // Completion still goes through the event loop, so that a caller writing in a tight
