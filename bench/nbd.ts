@@ -403,6 +403,7 @@ async function main(): Promise<void> {
     ['qemu-img', 'qemu-utils'],
     ['qemu-nbd', 'qemu-utils'],
     ['nbdkit', 'nbdkit'],
+    ['fio', 'fio'],
   ]) {
     need(command!, pkg!);
   }
