@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { AdminClient } from '../../src/api/client.js';
+import { readMounts } from '../../src/host/mounts.js';
 import { PACKAGE_ROOT } from '../../src/util/package.js';
 import { BIN } from '../cli/harness.js';
 import { HostProcess, run, until, type Result } from '../support/processes.js';
@@ -191,6 +192,12 @@ export class Cluster {
     for (const sidecar of this.sidecars) await sidecar.stop();
     await this.daemon?.stop();
     await run('bash', [path.join(PACKAGE_ROOT, 'hack', 'control-plane.sh'), 'down', '--dir', path.join(this.dir, 'control-plane')], { timeoutMs: 120_000 });
+    // The store holds a few hundred MiB of volumes; every run used to leave it in the temp
+    // directory. A mount still under it (an attachment the daemon kept) keeps it, since
+    // removing through a mount would delete that filesystem's files.
+    const inside = (await readMounts()).filter((m) => m.mountPoint === this.dir || m.mountPoint.startsWith(`${this.dir}/`));
+    if (inside.length === 0) fs.rmSync(this.dir, { recursive: true, force: true });
+    else console.warn(`kept ${this.dir}: still mounted under it: ${inside.map((m) => m.mountPoint).join(', ')}`);
   }
 
   /** A PVC on the node, bound and provisioned: returns the engine volume name. */
