@@ -292,10 +292,17 @@ export class Journal {
     }
   }
 
-  private async openNewSegment(firstSequence: number): Promise<void> {
+  /**
+   * Opens the next segment and makes it the active one. The handle it replaces (when rolling)
+   * goes to `rolled` in the same step: were it in `rolled` while still active, a sync ending
+   * meanwhile would close it, and the next sync would find it closed as the active handle.
+   */
+  private async openNewSegment(firstSequence: number, rolling = false): Promise<void> {
     const file = path.join(this.dir, segmentName(firstSequence));
     // Positional writes (not O_APPEND), so that one batch's pieces can be written side by side.
-    this.active = await fs.open(file, 'w+', PRIVATE_FILE_MODE);
+    const handle = await fs.open(file, 'w+', PRIVATE_FILE_MODE);
+    if (rolling) this.rolled.push(this.active);
+    this.active = handle;
     // The new name is made durable by the next sync, with the records that need it.
     this.dirDirty = true;
     this.segments.push({ file, firstSequence, lastSequence: firstSequence - 1, firstTime: 0, lastTime: 0, size: 0 });
@@ -502,7 +509,11 @@ export class Journal {
         continue;
       }
       const upTo = this.appendedThrough;
-      const handles = [...this.rolled, this.active];
+      // Only segments already rolled take no more appends: this run may close those once
+      // synced. The active one may be rolled while the run goes on, with records appended
+      // after its fdatasync; it stays in `rolled` for the next run to sync and close.
+      const rolled = [...this.rolled];
+      const handles = [...rolled, this.active];
       const syncDir = this.dirDirty;
       this.dirDirty = false;
       const run = (async () => {
@@ -516,9 +527,8 @@ export class Journal {
         }
         this.durableThrough = Math.max(this.durableThrough, upTo);
         this.onSync?.(Number(process.hrtime.bigint() - started) / 1e9);
-        const synced = this.rolled.filter((h) => handles.includes(h));
-        this.rolled = this.rolled.filter((h) => !handles.includes(h));
-        for (const handle of synced) await handle.close().catch(() => undefined);
+        this.rolled = this.rolled.filter((h) => !rolled.includes(h));
+        for (const handle of rolled) await handle.close().catch(() => undefined);
       })();
       this.syncing = run;
       try {
@@ -531,8 +541,7 @@ export class Journal {
 
   /** Moves appends to a new segment. The old one is synced by the next sync, not here. */
   private async roll(firstSequence = this.nextSequence): Promise<void> {
-    this.rolled.push(this.active);
-    await this.openNewSegment(firstSequence);
+    await this.openNewSegment(firstSequence, true);
     this.logger.debug('journal segment rolled', { dir: this.dir, firstSequence });
   }
 
