@@ -185,13 +185,11 @@ needing([root('the disk-full tests mount a small tmpfs'), ...tools('mount', 'umo
       await engine.createSnapshot('v', 'settled');
       const { bavail, bsize } = await fs.statfs(mountPoint);
       await fs.writeFile(path.join(mountPoint, 'filler'), Buffer.alloc(bavail * bsize - 400 * KiB));
-      // Queued together behind a first write, the two go out as one batch: the first fits in
-      // the current segment, the second needs a new one and finds no room.
-      const x = engine.write('v', 7 * MiB, randomBytes(4 * KiB));
+      // Queued in one synchronous run, the two go out as one batch: the first fits in the
+      // current segment, the second needs a new one and finds no room.
       const journaled = randomBytes(300 * KiB);
       const b = engine.write('v', 2 * MiB, journaled);
       const c = engine.write('v', 4 * MiB, randomBytes(300 * KiB));
-      await x;
       expect([await failure(() => b), await failure(() => c)]).toEqual(['RESOURCE_EXHAUSTED', 'RESOURCE_EXHAUSTED']);
       await fs.rm(path.join(mountPoint, 'filler'));
       // The volume and a rebuild from its journal agree on what the failed batch left.
