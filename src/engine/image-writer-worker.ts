@@ -1,7 +1,7 @@
 import { readSync, writeSync } from 'node:fs';
 import { constants } from 'node:os';
 import { parentPort } from 'node:worker_threads';
-import { loadLibc, type KoffiFunction } from '../util/ffi.js';
+import { UNSUPPORTED_ERRNOS, errnoName, loadLibc, type KoffiFunction } from '../util/ffi.js';
 import type { WriteRequest, WriteReply } from './image-writer.js';
 
 /**
@@ -13,8 +13,7 @@ const ZEROS = new Uint8Array(1024 * 1024);
 /** For copies where copy_file_range cannot work (another filesystem, an old kernel). */
 const SCRATCH = Buffer.allocUnsafe(1024 * 1024);
 /** What copy_file_range answers where it cannot copy these files at all; then read and write. */
-const NO_KERNEL_COPY = new Set([constants.errno.EXDEV, constants.errno.EINVAL, constants.errno.ENOSYS, constants.errno.EOPNOTSUPP]);
-const ERRNO_NAMES = new Map(Object.entries(constants.errno).map(([name, value]) => [value, name]));
+const NO_KERNEL_COPY = new Set([constants.errno.EXDEV, ...UNSUPPORTED_ERRNOS]);
 
 let copyFileRange: KoffiFunction | undefined;
 let errno: () => number = () => 0;
@@ -65,7 +64,7 @@ function copyInKernel(source: number, from: number, fd: number, to: number, leng
       kernelCopy = false;
       return done;
     }
-    const name = ERRNO_NAMES.get(code) ?? `errno ${code}`;
+    const name = errnoName(code);
     throw Object.assign(new Error(`copying journaled data into the image: ${name}`), { code: name });
   }
   return done;

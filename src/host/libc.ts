@@ -1,6 +1,5 @@
-import { constants } from 'node:os';
 import { TidemarkError } from '../util/errors.js';
-import { loadLibc } from '../util/ffi.js';
+import { errnoName, loadLibc } from '../util/ffi.js';
 
 /**
  * The few libc calls Node does not offer: netlink sockets (Node's `net` knows only unix and
@@ -26,11 +25,6 @@ const SOCK_RAW = 3;
 const SOCK_CLOEXEC = 0o2000000;
 
 let loaded: Libc | undefined;
-
-function errnoName(errno: number): string {
-  const found = Object.entries(constants.errno).find(([, value]) => value === errno);
-  return found ? found[0] : `errno ${errno}`;
-}
 
 /** libc through koffi; an error that says what is missing when koffi cannot load. */
 export function libc(): Libc {

@@ -1,6 +1,6 @@
 import { readSync } from 'node:fs';
 import type * as fs from 'node:fs/promises';
-import { loadLibc } from './ffi.js';
+import { UNSUPPORTED_ERRNOS, loadLibc } from './ffi.js';
 import { readFully } from './files.js';
 
 /**
@@ -19,8 +19,6 @@ import { readFully } from './files.js';
 
 /** Tells preadv2 not to wait for I/O (linux/fs.h). */
 const RWF_NOWAIT = 0x8;
-/** What preadv2 answers where RWF_NOWAIT cannot work at all: then inline reads stop for good. */
-const UNSUPPORTED = new Set([22 /* EINVAL */, 38 /* ENOSYS */, 95 /* EOPNOTSUPP */]);
 
 let preadv2: ((fd: number, iov: { base: Uint8Array; len: number }, count: number, offset: number, flags: number) => number) | undefined;
 let errno: () => number = () => 0;
@@ -51,7 +49,7 @@ export function readCached(fd: number, target: Buffer, position: number): number
       continue;
     }
     // EAGAIN: the rest is not cached. Any other error is left for the normal read to report.
-    if (n < 0 && UNSUPPORTED.has(errno())) available = false;
+    if (n < 0 && UNSUPPORTED_ERRNOS.has(errno())) available = false;
     break;
   }
   return done;

@@ -1,4 +1,5 @@
 import { createRequire } from 'node:module';
+import { constants } from 'node:os';
 
 /**
  * The part of koffi (the project's FFI: prebuilt binaries inside its npm package, no compiler
@@ -39,3 +40,17 @@ export function loadLibc(): { koffi: Koffi; libc: ReturnType<Koffi['load']> } | 
   }
   return loaded;
 }
+
+const ERRNO_NAMES = new Map(Object.entries(constants.errno).map(([name, value]) => [value, name]));
+
+/** The name of an errno value a libc call left (ENOSPC), or "errno N" for one Node does not know. */
+export function errnoName(code: number): string {
+  return ERRNO_NAMES.get(code) ?? `errno ${code}`;
+}
+
+/**
+ * errno values by which a call says it cannot work here at all (an old kernel, a filesystem
+ * or descriptor type without it), rather than that this one attempt failed: a caller then
+ * turns its fast path off for good.
+ */
+export const UNSUPPORTED_ERRNOS: ReadonlySet<number> = new Set([constants.errno.EINVAL, constants.errno.ENOSYS, constants.errno.EOPNOTSUPP]);

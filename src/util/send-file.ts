@@ -1,5 +1,4 @@
-import { constants } from 'node:os';
-import { loadLibc, type KoffiFunction } from './ffi.js';
+import { UNSUPPORTED_ERRNOS, errnoName, loadLibc, type KoffiFunction } from './ffi.js';
 
 /**
  * Sending file bytes to a socket without passing them through this process: sendfile(2),
@@ -18,11 +17,8 @@ import { loadLibc, type KoffiFunction } from './ffi.js';
 /** cachestat(2)'s number on x86-64 and arm64 (include/uapi/asm-generic/unistd.h). */
 const SYS_CACHESTAT = 451;
 const PAGE = 4096;
-/** What the calls answer where they cannot work at all: then the path is off for good. */
-const UNSUPPORTED = new Set([22 /* EINVAL */, 38 /* ENOSYS */, 95 /* EOPNOTSUPP */]);
 const EAGAIN = 11;
 const EBADF = 9;
-const ERRNO_NAMES = new Map(Object.entries(constants.errno).map(([name, value]) => [value, name]));
 
 let sendfile: KoffiFunction | undefined;
 let syscall: KoffiFunction | undefined;
@@ -55,7 +51,7 @@ export function wholeInCache(fd: number, offset: number, length: number): boolea
   range[1] = BigInt(pages * PAGE);
   const result = syscall!(SYS_CACHESTAT, 'int', fd, 'uint64_t *', range, 'uint64_t *', stat, 'unsigned int', 0);
   if (result < 0) {
-    if (UNSUPPORTED.has(errno())) available = false;
+    if (UNSUPPORTED_ERRNOS.has(errno())) available = false;
     return false;
   }
   return stat[0] === BigInt(pages);
@@ -80,11 +76,11 @@ export function sendFromFile(socket: number, fd: number, offset: number, length:
     if (n === 0) break;
     const code = errno();
     if (code === EAGAIN) break;
-    if (UNSUPPORTED.has(code)) {
+    if (UNSUPPORTED_ERRNOS.has(code)) {
       available = false;
       break;
     }
-    const name = ERRNO_NAMES.get(code) ?? `errno ${code}`;
+    const name = errnoName(code);
     throw Object.assign(new Error(`sending file bytes to a socket: ${name}`), { code: name });
   }
   return done;
