@@ -7,6 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { CMD, TestClient } from '../nbd/fixtures/nbd-client.js';
 import { sendFileAvailable } from '../../src/util/send-file.js';
+import { sample } from '../support/metrics.js';
 import { DaemonProcess, pattern, tidemark } from './harness.js';
 
 const MiB = 1024 * 1024;
@@ -18,11 +19,6 @@ let base: string;
 const tm = (args: string[], options: { input?: Buffer | string } = {}) => tidemark(['--store', store, ...args], options);
 
 /** Value of one sample line, e.g. `name{volume="v"}`; undefined when absent. */
-function sample(text: string, series: string): number | undefined {
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  return line === undefined ? undefined : Number(line.slice(series.length + 1));
-}
-
 beforeAll(async () => {
   dir = await fs.mkdtemp(path.join(os.tmpdir(), 'tidemark-metrics-'));
   store = path.join(dir, 'store');

@@ -16,6 +16,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CsiClient, mountCapability } from '../csi/helpers.js';
+import { sample } from '../support/metrics.js';
 
 const out = path.resolve(process.argv[2] ?? '/tmp/kernel-out');
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -112,15 +113,9 @@ async function problems(daemon: Daemon, volume: Volume): Promise<HealthStatus[]>
   return response.volumeHealth?.healthStatuses ?? [];
 }
 
-/** A counter or gauge of the daemon's /metrics, summed over its labels. */
-async function metric(name: string): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${METRICS_PORT}/metrics`)).text();
-  let sum = 0;
-  for (const line of text.split('\n')) {
-    const [series, value] = line.split(' ');
-    if (series === name || series?.startsWith(`${name}{`)) sum += Number(value);
-  }
-  return sum;
+/** One series of the daemon's /metrics (0 when it is not there). */
+async function metric(series: string): Promise<number> {
+  return sample(await (await fetch(`http://127.0.0.1:${METRICS_PORT}/metrics`)).text(), series) ?? 0;
 }
 
 /** Whether the running kernel has cachestat(2) (Linux 6.5), which read replies from the image file need. */
