@@ -158,6 +158,8 @@ export class ImageApplier {
           await zeroImage(this.image, this.imagePath, extent.offset, extent.length);
         } else if (!extent.source) {
           table.zeros(extent.length, extent.offset);
+        } else if (extent.source.memory) {
+          table.fromMemory(extent.source.memory.bytes, extent.offset);
         } else {
           const { file, position } = extent.source;
           table.copy(await this.source(file), position, extent.length, extent.offset);

@@ -156,7 +156,7 @@ function releaseSources(table: Float64Array): void {
 }
 
 function run(request: WriteRequest): void {
-  const { fd, table } = request;
+  const { fd, table, memory } = request;
   for (let i = 0; i < table.length; i += 4) {
     const source = table[i]!;
     const from = table[i + 1]!;
@@ -168,6 +168,8 @@ function run(request: WriteRequest): void {
       i = last;
     } else if (source >= 0) {
       copy(source, from, fd, to, length);
+    } else if (source <= -2) {
+      writeAll(fd, new Uint8Array(memory[-2 - source]!, from, length), to);
     } else {
       for (let at = 0; at < length; at += ZEROS.length) writeAll(fd, ZEROS.subarray(0, Math.min(ZEROS.length, length - at)), to + at);
     }

@@ -6,11 +6,13 @@ export interface WriteRequest {
   /** The image file. */
   fd: number;
   /**
-   * Four numbers per write: the descriptor to copy from (-1: write zeros), the position
-   * there, the length, and the position in the image. What is copied from must be durable:
+   * Four numbers per write: where the bytes come from, the position there, the length, and
+   * the position in the image. The source is a descriptor to copy from, -1 to write zeros,
+   * or -2 - k to write from `memory[k]`. What is copied from a descriptor must be durable:
    * once copied, the worker drops it from the page cache.
    */
   table: Float64Array;
+  memory: SharedArrayBuffer[];
 }
 
 export interface WriteReply {
@@ -22,6 +24,8 @@ export interface WriteReply {
 export class WriteTable {
   private rows = new Float64Array(4 * 64);
   private n = 0;
+  private readonly memory: SharedArrayBuffer[] = [];
+  private readonly memoryIndex = new Map<SharedArrayBuffer, number>();
 
   get length(): number {
     return this.n / 4;
@@ -35,8 +39,19 @@ export class WriteTable {
     this.row(-1, 0, length, to);
   }
 
-  done(): Float64Array {
-    return this.rows.subarray(0, this.n);
+  /** A write of bytes in shared memory, which the worker reads in place. */
+  fromMemory(bytes: Uint8Array, to: number): void {
+    const buffer = bytes.buffer as SharedArrayBuffer;
+    let k = this.memoryIndex.get(buffer);
+    if (k === undefined) {
+      k = this.memory.push(buffer) - 1;
+      this.memoryIndex.set(buffer, k);
+    }
+    this.row(-2 - k, bytes.byteOffset, bytes.length, to);
+  }
+
+  done(): { table: Float64Array; memory: SharedArrayBuffer[] } {
+    return { table: this.rows.subarray(0, this.n), memory: this.memory };
   }
 
   private row(a: number, b: number, c: number, d: number): void {
@@ -75,7 +90,7 @@ export class ImageWriter {
   async write(fd: number, table: WriteTable): Promise<void> {
     if (table.length === 0) return;
     const id = this.nextId++;
-    const request: WriteRequest = { id, fd, table: table.done() };
+    const request: WriteRequest = { id, fd, ...table.done() };
     const done = new Promise<void>((resolve, reject) => this.waiting.set(id, { resolve, reject }));
     const worker = this.started();
     // Held only while a batch is out, so an idle writer never keeps the process alive.

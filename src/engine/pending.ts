@@ -2,6 +2,11 @@ import type { PayloadPlace } from './journal.js';
 
 /** Memory one pending extent costs: the object, its place and its index slots. */
 const EXTENT_MEMORY = 160;
+/**
+ * Bytes of written data pending changes may keep in memory (PayloadPlace.memory) per volume.
+ * Past it a change keeps only its place, and the applier reads it back from the journal.
+ */
+const MAX_HELD_DATA_BYTES = 96 * 1024 * 1024;
 /** The index's buckets span 2^20 bytes (1 MiB) of the volume. */
 const BUCKET_SHIFT = 20;
 /** An extent over more buckets than this goes to one list that every lookup scans. */
@@ -24,9 +29,11 @@ interface Queue {
 
 /**
  * Changes that are in the journal but not yet in the image, oldest first, indexed by where
- * they lie in the volume. Only their places are held, not their bytes: reads of these ranges
- * and the applier both take the bytes from the journal, so how far the image may fall behind
- * is a matter of journal space, not memory. The image only takes a change once the journal
+ * they lie in the volume. Mostly only their places are held, not their bytes: reads of these
+ * ranges and the applier both take the bytes from the journal, so how far the image may fall
+ * behind is a matter of journal space, not memory. Writes the journal wrote past the page
+ * cache keep their bytes here too, up to MAX_HELD_DATA_BYTES, since reading them back would
+ * go to the disk. The image only takes a change once the journal
  * holds it durably, so that after a power cut the image never shows a write the journal lost
  * (the durability contract's prefix).
  */
@@ -36,6 +43,12 @@ export class PendingWrites {
   /** Extents too long for the buckets (a large trim, say); there are few of them. */
   private readonly wide: Queue = { items: [], head: 0 };
   private lag = 0;
+  private held = 0;
+
+  /** Bytes of written data the pending changes keep in memory. */
+  get heldDataBytes(): number {
+    return this.held;
+  }
 
   /** Bytes of the volume the pending changes cover, counting overlaps again. */
   get bytes(): number {
@@ -63,8 +76,15 @@ export class PendingWrites {
 
   /** Adds changes, which must be newer than every one already pending. */
   add(extents: readonly PendingExtent[]): void {
-    for (const extent of extents) {
+    for (let extent of extents) {
       if (extent.length === 0) continue;
+      const memory = extent.source?.memory;
+      if (memory && this.held + extent.length > MAX_HELD_DATA_BYTES) {
+        memory.release();
+        extent = { ...extent, source: { file: extent.source!.file, position: extent.source!.position } };
+      } else if (memory) {
+        this.held += extent.length;
+      }
       this.order.items.push(extent);
       this.lag += extent.length;
       const [first, last] = bucketsOf(extent.offset, extent.length);
@@ -94,11 +114,15 @@ export class PendingWrites {
     return out;
   }
 
-  /** Forgets the `n` oldest changes, once the image holds them. */
+  /** Forgets the `n` oldest changes, once the image holds them, and releases their bytes in memory. */
   drop(n: number): void {
     for (let i = 0; i < n; i++) {
       const extent = shift(this.order)!;
       this.lag -= extent.length;
+      if (extent.source?.memory) {
+        this.held -= extent.length;
+        extent.source.memory.release();
+      }
       const [first, last] = bucketsOf(extent.offset, extent.length);
       if (last - first >= MAX_BUCKETS_PER_EXTENT) {
         shift(this.wide);

@@ -23,6 +23,8 @@ export interface Koffi {
    */
   struct(fields: Record<string, string>): unknown;
   pointer(type: unknown): unknown;
+  /** The address of a buffer's first byte. */
+  address(value: Uint8Array): bigint;
   errno(): number;
 }
 
