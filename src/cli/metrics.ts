@@ -79,6 +79,7 @@ export class DaemonMetrics {
       });
     perVolume('tidemark_journal_bytes', 'Bytes of journal a volume keeps.', (s) => s.journalBytes);
     perVolume('tidemark_journal_segments', 'Journal segment files a volume keeps.', (s) => s.journalSegments);
+    perVolume('tidemark_journal_direct_written_bytes', 'Journal bytes a volume wrote past the page cache (O_DIRECT) since the daemon opened it; 0 where the filesystem refuses O_DIRECT or lays writes out for reflinks.', (s) => s.journalDirectBytes);
     perVolume('tidemark_volume_size_bytes', 'Size of a volume.', (s) => s.size);
     perVolume('tidemark_volume_snapshots', 'Snapshots of a volume, its own bases included.', (s) => s.snapshotCount);
     perVolume('tidemark_volume_markers', 'Markers in the journal of a volume, expired ones included.', (s) => s.markerCount);

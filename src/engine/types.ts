@@ -34,6 +34,11 @@ export interface VolumeInfo {
   /** Journal segment files kept. */
   journalSegments: number;
   /**
+   * Journal bytes written past the page cache (`O_DIRECT`) since the daemon opened the
+   * volume. Known to the daemon only: the admin API does not carry it.
+   */
+  journalDirectBytes?: number;
+  /**
    * When the oldest recoverable point was written: the start of the recovery window. Absent
    * when it cannot be told (a point inside a journal whose times were not kept).
    */

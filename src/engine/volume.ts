@@ -226,6 +226,7 @@ export class Volume {
       earliestRecoverableSequence: earliestRecoverable,
       journalBytes: this.journal.totalBytes,
       journalSegments: this.journal.segmentList().length,
+      journalDirectBytes: this.journal.directBytes,
       ...(earliestRecoverableTime !== undefined ? { earliestRecoverableTime: new Date(earliestRecoverableTime) } : {}),
       snapshotCount: this.state.snapshots.filter((s) => !s.internal).length,
       markerCount: this.state.markers.length,

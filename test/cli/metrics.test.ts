@@ -6,7 +6,9 @@ import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { CMD, TestClient } from '../nbd/fixtures/nbd-client.js';
+import { blocksShareable } from '../../src/engine/image.js';
 import { sendFileAvailable } from '../../src/util/send-file.js';
+import { takesDirectIo } from '../support/direct-io.js';
 import { sample } from '../support/metrics.js';
 import { DaemonProcess, pattern, tidemark } from './harness.js';
 
@@ -58,6 +60,10 @@ describe('metrics and health', () => {
       expect(sample(text, 'tidemark_volume_size_bytes{volume="m1"}')).toBe(8 * MiB);
       expect(sample(text, 'tidemark_journal_bytes{volume="m1"}')).toBeGreaterThan(MiB);
       expect(sample(text, 'tidemark_journal_segments{volume="m1"}')).toBeGreaterThanOrEqual(1);
+      // The 1 MiB write is one batch large enough to go past the page cache, where it can.
+      const direct = sample(text, 'tidemark_journal_direct_written_bytes{volume="m1"}');
+      if ((await takesDirectIo(store)) && !(await blocksShareable(store))) expect(direct).toBeGreaterThan(MiB);
+      else expect(direct).toBe(0);
       expect(sample(text, 'tidemark_journal_sync_duration_seconds_count')).toBeGreaterThanOrEqual(1);
       expect(sample(text, 'tidemark_volume_recovery_window_start_seconds{volume="m1"}')).toBeGreaterThan(1_700_000_000);
       // Once the image holds the data (a snapshot catches it up), a read is sent from the
