@@ -21,6 +21,13 @@ const SYNC_AFTER_MS = 250;
  */
 const MAX_LAG_BYTES = 256 * 1024 * 1024;
 const MAX_LAG_CHANGES = 65536;
+/**
+ * Writers also wait while pending writes hold this many bytes in memory (direct appends'
+ * stages). Letting the image fall further behind would make later ones keep only their
+ * journal place, and the applier then reads them back from the disk: a 1 GiB sequential
+ * write ran at 390 MB/s that way, against 700 MB/s through the page cache.
+ */
+const MAX_HELD_DATA_BYTES = 96 * 1024 * 1024;
 /** Payload the applier writes to the image per round. */
 const APPLY_BYTES = 8 * 1024 * 1024;
 /** First and longest wait before the applier tries the image again after a full disk. */
@@ -234,7 +241,7 @@ export class ImageApplier {
    * writer is refused instead. `assertOpen` throws once the volume may take no more writes.
    */
   async waitForRoom(assertOpen: () => void): Promise<void> {
-    while (this.pending.bytes > MAX_LAG_BYTES || this.pending.count > MAX_LAG_CHANGES) {
+    while (this.pending.bytes > MAX_LAG_BYTES || this.pending.count > MAX_LAG_CHANGES || this.pending.heldDataBytes > MAX_HELD_DATA_BYTES) {
       assertOpen();
       if (this.stall && !this.applying) throw this.stall;
       this.syncWanted = true;

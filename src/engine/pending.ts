@@ -4,9 +4,10 @@ import type { PayloadPlace } from './journal.js';
 const EXTENT_MEMORY = 160;
 /**
  * Bytes of written data pending changes may keep in memory (PayloadPlace.memory) per volume.
- * Past it a change keeps only its place, and the applier reads it back from the journal.
+ * Past it a change keeps only its place, and the applier reads it back from the journal. The
+ * applier holds writers back well before (one batch is up to 32 MiB): this is the hard bound.
  */
-const MAX_HELD_DATA_BYTES = 96 * 1024 * 1024;
+const MAX_HELD_DATA_BYTES = 160 * 1024 * 1024;
 /** The index's buckets span 2^20 bytes (1 MiB) of the volume. */
 const BUCKET_SHIFT = 20;
 /** An extent over more buckets than this goes to one list that every lookup scans. */

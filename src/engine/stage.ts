@@ -4,6 +4,8 @@ import { allocAlignedShared } from '../util/aligned.js';
 const STAGE_STEP_BYTES = 4 * 1024 * 1024;
 /** Freed stages kept for reuse, in bytes, across the process. */
 const MAX_POOLED_BYTES = 64 * 1024 * 1024;
+/** Freed stages go back to the system once no stage was freed for this long. */
+const POOL_IDLE_MS = 10_000;
 
 /**
  * Block-aligned shared memory that a direct journal append copies a batch into, and that the
@@ -55,6 +57,13 @@ export class Stage {
     if (pooledBytes + this.buffer.length > MAX_POOLED_BYTES) return;
     pooledBytes += this.buffer.length;
     pool.push(this);
+    // A daemon whose volumes went quiet should not keep 64 MiB it may never use again.
+    clearTimeout(idleTimer);
+    idleTimer = setTimeout(() => {
+      pool.length = 0;
+      pooledBytes = 0;
+    }, POOL_IDLE_MS);
+    idleTimer.unref();
   }
 }
 
@@ -66,3 +75,4 @@ export interface HeldBytes {
 
 const pool: Stage[] = [];
 let pooledBytes = 0;
+let idleTimer: NodeJS.Timeout | undefined;
