@@ -502,8 +502,9 @@ export class Journal {
    * Writes records with `O_DIRECT`, from one block-aligned copy in shared memory, and hands
    * that copy to the applier (PayloadPlace.memory). Through the page cache every journaled
    * byte took a fresh page, was written back by the next sync, and was copied again into the
-   * image's pages by the applier; measured on 512 MiB in 2 MiB pieces, that cost 0.75-1.4 s
-   * of kernel time against 0.15-0.2 s this way (bench/README.md).
+   * image's pages by the applier. Those writes and the applier's copy alone, 512 MiB in 2 MiB
+   * pieces, took 0.75-1.8 s of kernel time that way against 0.15-0.35 s this way (a test
+   * outside the repository; docs/limitations.md has what the NBD bench shows).
    *
    * The copy starts at the file block that holds the segment's end, so it first reads back
    * the bytes already there (the carry). Whole blocks go directly, in pieces the thread pool
