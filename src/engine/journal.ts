@@ -418,9 +418,10 @@ export class Journal {
         heads += headSize(bodies[j]!, pad);
       }
       const placed = places.length;
-      const direct = this.takesDirect(bytes, j - i);
+      const chunk = bodies.slice(i, j);
+      const direct = this.takesDirect(bytes, chunk.length);
       try {
-        if (!direct || !(await this.writeDirect(bodies.slice(i, j), bytes, segment, places))) await this.writeChunk(bodies.slice(i, j), pads, sizes, heads, segment, places);
+        if (!direct || !(await this.writeDirect(chunk, bytes, segment, places))) await this.writeChunk(chunk, pads, sizes, heads, segment, places);
       } catch (err) {
         // A short or failed append leaves bytes that recovery would cut anyway; cutting them
         // now keeps later appends contiguous.
@@ -485,8 +486,7 @@ export class Journal {
         pieceRecords = 0;
       }
     }
-    const failed = (await Promise.allSettled(writes)).find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed) throw failed.reason;
+    await allWritten(writes);
   }
 
   /**
@@ -528,7 +528,7 @@ export class Journal {
       at += encodeHead(record, stage, at);
       if (record.type === RecordType.Write) {
         // Buffer.copy, not set: for shared memory V8's set copies with relaxed atomics, slowly.
-        Buffer.from(record.data.buffer, record.data.byteOffset, record.data.length).copy(stage, at);
+        record.data.copy(stage, at);
         places.push({ file: segment.file, position: base + at, memory: held.hold(at, record.data.length) });
         at += record.data.length;
       } else {
@@ -541,8 +541,7 @@ export class Journal {
     const whole = at - (at % DIRECT_ALIGN);
     if (whole > sent) writes.push(writeFully(handle, stage.subarray(sent, whole), base + sent));
     if (at > whole) writes.push(writeFully(this.active, stage.subarray(whole, at), base + whole));
-    const failed = (await Promise.allSettled(writes)).find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed) throw failed.reason;
+    await allWritten(writes);
     this.directWritten += bytes;
     return true;
   }
@@ -891,6 +890,12 @@ export class Journal {
       handles.clear();
     }
   }
+}
+
+/** Waits for every write of a batch, even after one failed, then throws the first failure. */
+async function allWritten(writes: Promise<void>[]): Promise<void> {
+  const failed = (await Promise.allSettled(writes)).find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
 }
 
 /**
