@@ -57,7 +57,7 @@ export class Stage {
     if (pooledBytes + this.buffer.length > MAX_POOLED_BYTES) return;
     pooledBytes += this.buffer.length;
     pool.push(this);
-    // A daemon whose volumes went quiet should not keep 64 MiB it may never use again.
+    // A daemon whose volumes went quiet should not keep stages it may never use again.
     clearTimeout(idleTimer);
     idleTimer = setTimeout(() => {
       pool.length = 0;
